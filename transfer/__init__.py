@@ -1,0 +1,30 @@
+"""transfer: a few hundred labelled images -> a good classifier, by transfer learning from classic CNN backbones."""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Backbone": "transfer.backbones.base",
+    "Preprocessing": "transfer.backbones.base",
+    "Stage": "transfer.backbones.base",
+    "AuxHead": "transfer.backbones.base",
+    "register_backbone": "transfer.backbones.registry",
+    "list_backbones": "transfer.backbones.registry",
+    "create_backbone": "transfer.backbones.factory",
+    "register_head": "transfer.heads",
+    "create_head": "transfer.heads",
+    "Regime": "transfer.regimes",
+    "load_model_dir": "transfer.model_dir",
+    "save_model_dir": "transfer.model_dir",
+    "scan_image_folder": "transfer.data.scan",
+    "UserError": "transfer.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):  # lazy: `import transfer` stays cheap; torch loads on first use
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'transfer' has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""Local weight sources through one path: a `.safetensors` file, a `.pth`/`.ckpt` (weights_only), or a model dir."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import torch
+
+from transfer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin"}
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_state_dict(path: str | Path, key: str = "backbone.weights") -> dict[str, torch.Tensor]:
+    """Tensors from a weights file or model dir; never runs pickled code (weights_only=True, always passed)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"{key}={path}: no such file or directory. Give a .safetensors file, a .pth/.ckpt, or a model dir."
+        )
+    if path.is_dir():
+        return _read_model_dir(path, key)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UserError(f"{key}={path}: not a readable safetensors file ({e}); is it truncated?") from None
+    if path.suffix in PICKLE_SUFFIXES:
+        return _read_pickle(path, key)
+    raise UserError(
+        f"{key}={path}: unknown weights format {path.suffix!r}; use .safetensors (preferred), .pth or .ckpt."
+    )
+
+
+def _read_model_dir(path: Path, key: str) -> dict[str, torch.Tensor]:
+    weights = path / "model.safetensors"
+    if not weights.exists():
+        raise UserError(f"{key}={path}: a directory without model.safetensors; point at a model dir of an earlier run.")
+    state = read_state_dict(weights, key)
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+
+
+def _read_pickle(path: Path, key: str) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(
+            f"{key}={path}: refused to load: the file holds pickled code, not only tensors ({str(e).splitlines()[0]}). "
+            "Re-save it as .safetensors from a trusted environment."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UserError(
+            f"{key}={path}: not a readable checkpoint ({str(e).splitlines()[0]}); is it truncated?"
+        ) from None
+    if isinstance(obj, dict):
+        for inner in ("state_dict", "model", "state_dict_ema", "model_state_dict"):
+            if isinstance(obj.get(inner), dict):
+                obj = obj[inner]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{key}={path}: holds no state dict of tensors.")
+    state = dict(obj)
+    if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of our module: take the body
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def _normalise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _STRIP_PREFIXES:
+                if k.startswith(prefix):
+                    k, changed = k[len(prefix) :], True
+        out[k] = v
+    return out
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, key: str = "backbone.weights") -> list[str]:
+    """Load a body's weights from `path`; returns the ignored (head) keys. Missing or mis-shaped keys are an error."""
+    state = _normalise(read_state_dict(path, key))
+    target = backbone.state_dict()
+    # the file may hold the bare model (timm / torchvision keys) or our wrapper's keys: pick the better alignment
+    candidates = [state]
+    for prefix in {k.split(".", 1)[0] + "." for k in target if "." in k}:
+        candidates.append({prefix + k: v for k, v in state.items()})
+        candidates.append({k.removeprefix(prefix): v for k, v in state.items()})
+    state = max(candidates, key=lambda s: len(s.keys() & target.keys()))
+    missing = sorted(target.keys() - state.keys())
+    ignored = sorted(state.keys() - target.keys())
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in sorted(target.keys() & state.keys())
+        if state[k].shape != target[k].shape
+    ]
+    name = getattr(backbone, "name", type(backbone).__name__)
+    if not (target.keys() & state.keys()):
+        raise UserError(
+            f"{key}={path}: none of its {len(state)} tensors fit backbone {name!r}; weights of another architecture?"
+        )
+    if missing or mismatched:
+        lines = [f"missing: {k}" for k in missing[:8]] + mismatched[:8]
+        more = len(missing) + len(mismatched) - len(lines)
+        raise UserError(
+            f"{key}={path} does not fit backbone {name!r} ({len(missing)} missing, {len(mismatched)} mis-shaped: "
+            + "; ".join(lines)
+            + (f"; and {more} more" if more > 0 else "")
+            + "). Weights of another architecture? Pick the matching backbone= or another file."
+        )
+    if ignored:
+        log.info(
+            "weights %s: %d keys not in the body (a classifier head?) ignored; the head is re-initialised: %s",
+            path,
+            len(ignored),
+            ", ".join(ignored[:6]),
+        )
+    backbone.load_state_dict({k: state[k] for k in target}, strict=True)
+    return ignored

@@ -1,0 +1,33 @@
+"""`python -m transfer`: compose the Hydra config, run the command, print user errors as one line (exit 2).
+
+Kept free of heavy imports so that mistakes are reported in well under the 5 seconds torch + timm take to load.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from transfer.config_source import conf_dir, register_recipe_source
+from transfer.errors import UserError
+
+
+def _task(cfg: DictConfig) -> None:
+    from transfer.run import dispatch
+
+    try:
+        dispatch(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    register_recipe_source()
+    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
+
+
+if __name__ == "__main__":
+    main()

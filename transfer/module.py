@@ -1,0 +1,101 @@
+"""One thin LightningModule: (backbone +) head, cross-entropy (+ auxiliary terms), torchmetrics, per-group LRs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from transfer.regimes import Regime, param_groups
+
+
+class Classifier(nn.Module):
+    """backbone -> pooled features -> head -> logits. The unit saved in a model dir and used by predict."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))  # N x num_classes
+
+
+class TransferModule(pl.LightningModule):
+    """With `backbone=None` the inputs are precomputed features (the frozen regime: no body in the loop)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module | None,
+        head: nn.Module,
+        num_classes: int,
+        regime: Regime,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
+        label_smoothing: float = 0.0,
+        cosine_schedule: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "regime": regime.to_dict(),
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "label_smoothing": label_smoothing,
+            }
+        )
+        self.backbone = backbone
+        self.head = head
+        self.regime = regime
+        self.optimizer_factory = optimizer
+        self.cosine_schedule = cosine_schedule
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = x if self.backbone is None else self.backbone(x)
+        return self.head(feats)
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        ls = self.hparams.label_smoothing
+        if self.training and self.backbone is not None and hasattr(self.backbone, "forward_with_aux"):
+            feats, aux_logits = self.backbone.forward_with_aux(x)
+            logits = self.head(feats)
+            loss = F.cross_entropy(logits, y, label_smoothing=ls)
+            for head, aux in zip(self.backbone.aux_heads(), aux_logits, strict=True):
+                loss = loss + head.weight * F.cross_entropy(aux, y, label_smoothing=ls)
+        else:
+            logits = self(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=ls)
+        return loss, logits.argmax(1), y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self.model_step(batch)
+        self.train_acc(preds, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self.model_step(batch)
+        self.val_acc(preds, y)
+        self.val_f1(preds, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val/f1_macro", self.val_f1, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def configure_optimizers(self):
+        groups = param_groups(self.backbone, self.head, self.regime, self.hparams.lr, self.hparams.weight_decay)
+        opt = self.optimizer_factory(groups)
+        if not self.cosine_schedule or not self.trainer.max_epochs or self.trainer.max_epochs < 0:
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,84 @@
+"""Metrics and plots for a trained classifier: accuracy beside macro metrics, per class, a confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """Accuracy, macro F1 / balanced accuracy, per-class precision/recall and the confusion matrix (rows: truth)."""
+    n = len(classes)
+    preds = probs.argmax(1)
+    per_p = multiclass_precision(preds, labels, n, average=None, zero_division=0).tolist()
+    per_r = multiclass_recall(preds, labels, n, average=None, zero_division=0).tolist()
+    return {
+        "n": int(labels.numel()),
+        "accuracy": float(multiclass_accuracy(preds, labels, n, average="micro")),
+        "balanced_accuracy": float(multiclass_accuracy(preds, labels, n, average="macro")),
+        "f1_macro": float(multiclass_f1_score(preds, labels, n, average="macro")),
+        "per_class": {c: {"precision": p, "recall": r} for c, p, r in zip(classes, per_p, per_r, strict=True)},
+        "confusion": multiclass_confusion_matrix(preds, labels, n).tolist(),
+    }
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(r) for r in confusion), default=0)
+    for i, row in enumerate(confusion):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
+    """Training curves from Lightning's CSVLogger file (train/loss, val/loss, val/acc per epoch)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not metrics_csv.is_file():
+        return None
+    rows = list(csv.DictReader(metrics_csv.open()))
+    series: dict[str, dict[int, float]] = {}
+    for r in rows:
+        for k in ("train/loss", "val/loss", "val/acc", "train/acc"):
+            if r.get(k):
+                series.setdefault(k, {})[int(r["epoch"])] = float(r[k])
+    if not series:
+        return None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for k, v in series.items():
+        (a1 if k.endswith("loss") else a2).plot(list(v), list(v.values()), label=k)
+    a1.set_xlabel("epoch"), a1.set_title("loss"), a1.legend()
+    a2.set_xlabel("epoch"), a2.set_title("accuracy"), a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,123 @@
+"""The Hydra side: turn the composed config into plain arguments, call the parts, print a short summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from transfer.errors import UserError
+
+log = logging.getLogger("transfer")
+COMMANDS = ("fit", "predict", "backbones")
+
+
+def plain(node) -> dict | list | None:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def dispatch(cfg: DictConfig) -> None:
+    command = cfg.get("command")
+    if command not in COMMANDS:
+        raise UserError(f"command={command!r}: choose one of {', '.join(COMMANDS)}.")
+    {"fit": fit, "predict": predict, "backbones": backbones}[command](cfg)
+
+
+def _quiet_lightning() -> None:
+    import warnings
+
+    for name in (
+        "pytorch_lightning",
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning.pytorch",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning_fabric",
+        "lightning",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+
+
+def _check_data_early(data: dict) -> None:
+    """Cheap checks before torch loads: a missing folder is reported in well under a second."""
+    if data.get("kind") == "folder":
+        root = data.get("root")
+        if root in (None, "???") or not Path(str(root)).expanduser().is_dir():
+            raise UserError(
+                f"data.root={root}: no such folder. Put one sub-folder of images per class there "
+                "(e.g. tigger/ misty/ neither/) and pass data.root=/path/to/folder."
+            )
+    elif data.get("kind") != "digits":
+        raise UserError(f"data.kind={data.get('kind')!r}: choose folder or digits.")
+
+
+def _check_weights_early(bb: dict) -> None:
+    w = bb.get("weights")
+    if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
+        raise UserError(f"backbone.weights={w}: no such file or directory.")
+
+
+def fit(cfg: DictConfig) -> None:
+    started = time.perf_counter()
+    data, bb, head, trainer_cfg = plain(cfg.data), plain(cfg.backbone), plain(cfg.head), plain(cfg.trainer)
+    _check_data_early(data)
+    _check_weights_early(bb)
+    _quiet_lightning()
+    from transfer.fit_pipeline import FitRequest, run_fit
+
+    seeds = list(cfg.study.seeds) if cfg.study.seeds else [int(cfg.seed)]
+    regimes = [plain(cfg.regime)] if not cfg.study.regimes else [_regime_cfg(cfg, n) for n in cfg.study.regimes]
+    request = FitRequest(
+        backbone=bb,
+        data=data,
+        head=head,
+        trainer=trainer_cfg,
+        augment=plain(cfg.augment),
+        regimes=regimes,
+        seeds=seeds,
+        source=plain(cfg.source),
+        out_dir=output_dir(),
+    )
+    run_fit(request, started)
+
+
+def _regime_cfg(cfg: DictConfig, name: str) -> dict:
+    """A regime named in study.regimes: the current `regime` if it has that name (with overrides), else its preset."""
+    if cfg.regime.name == name:
+        return plain(cfg.regime)
+    from transfer.config_source import conf_dir
+
+    f = conf_dir() / "regime" / f"{name}.yaml"
+    if not f.is_file():
+        options = sorted(p.stem for p in (conf_dir() / "regime").glob("*.yaml"))
+        raise UserError(f"study.regimes: unknown regime {name!r}; choose from {', '.join(options)}.")
+    return plain(OmegaConf.load(f))
+
+
+def predict(cfg: DictConfig) -> None:
+    if not cfg.get("model") or not cfg.get("images"):
+        raise UserError("command=predict needs model=<run dir>/model and images=<file or folder>.")
+    from transfer.predict import predict_files, write_csv
+
+    rows = predict_files(cfg.model, cfg.images)
+    out = write_csv(rows, output_dir() / "predictions.csv")
+    width = max(len(Path(r["file"]).name) for r in rows)
+    for r in rows:
+        what = f"{r['class']:<12} {r['probability']:.3f}" if not r.get("error") else f"unreadable: {r['error']}"
+        print(f"{Path(r['file']).name:<{width}}  {what}")
+    print(f"\n{len(rows)} predictions written to {out}")
+
+
+def backbones(cfg: DictConfig) -> None:
+    from transfer.listing import print_backbone_table
+
+    print_backbone_table()

@@ -1,0 +1,132 @@
+"""Train one classifier per (regime, seed), evaluate each, and keep a table: the `fit` command's engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transfer.backbones.base import Backbone
+from transfer.data.augment import AugmentConfig
+from transfer.data.labelled import LabelledImages
+from transfer.heads import create_head
+from transfer.model_dir import save_model_dir
+from transfer.regimes import Regime
+from transfer.report import classification_metrics, plot_confusion, plot_curves
+from transfer.training import TrainConfig, fit_classifier
+
+log = logging.getLogger(__name__)
+
+Splitter = Callable[[int], tuple[list[int], list[int]]]  # seed -> (train indices, eval indices)
+
+
+@dataclass
+class RunResult:
+    regime: str
+    seed: int
+    metrics: dict
+    seconds: float
+    trainable_params: int
+    model_dir: str
+
+
+@dataclass
+class StudyResult:
+    runs: list[RunResult] = field(default_factory=list)
+    best: RunResult | None = None  # the run whose model dir is out_dir/model
+    best_model_dir: str = ""
+
+    def table(self) -> dict[str, dict]:
+        """Per regime: accuracy / macro-F1 mean and std over seeds, trainable parameters, seconds per run."""
+        out: dict[str, dict] = {}
+        for name in dict.fromkeys(r.regime for r in self.runs):
+            rs = [r for r in self.runs if r.regime == name]
+            acc = [r.metrics["accuracy"] for r in rs]
+            f1 = [r.metrics["f1_macro"] for r in rs]
+            out[name] = {
+                "accuracy_mean": statistics.fmean(acc),
+                "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+                "f1_macro_mean": statistics.fmean(f1),
+                "seeds": [r.seed for r in rs],
+                "accuracy_runs": acc,
+                "trainable_params": rs[0].trainable_params,
+                "seconds_per_run": statistics.fmean(r.seconds for r in rs),
+            }
+        return out
+
+
+def run_study(
+    make_backbone: Callable[[Regime], Backbone],
+    backbone_name: str,
+    head_spec: dict,
+    regimes: list[Regime],
+    seeds: list[int],
+    images: LabelledImages,
+    split: Splitter,
+    augment: AugmentConfig,
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    backbone_kwargs: dict | None = None,
+    quiet: bool = False,
+    on_run: Callable[[RunResult], None] | None = None,
+) -> StudyResult:
+    """Every regime x seed; models saved under out_dir/models/ (or out_dir/model for a single run)."""
+    single = len(regimes) * len(seeds) == 1
+    result = StudyResult()
+    head_args = {k: v for k, v in head_spec.items() if k != "name"}
+    for regime in regimes:
+        for seed in seeds:
+            train_idx, eval_idx = split(seed)
+            train, evaluation = images.subset(train_idx), images.subset(eval_idx)
+            backbone = make_backbone(regime)
+            head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
+            run_name = "model" if single else f"models/{regime.name}-seed{seed}"
+            log_dir = out_dir if single else None
+            cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
+            fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
+            metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
+            mdir = save_model_dir(
+                out_dir / run_name,
+                fitted.classifier,
+                backbone_name,
+                images.classes,
+                head_spec,
+                backbone_kwargs,
+                extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
+            )
+            run = RunResult(regime.name, seed, metrics, fitted.seconds, fitted.trainable_params, str(mdir))
+            result.runs.append(run)
+            if on_run:
+                on_run(run)
+    table = result.table()
+    best_regime = max(table, key=lambda k: table[k]["accuracy_mean"])
+    result.best = max((r for r in result.runs if r.regime == best_regime), key=lambda r: r.metrics["accuracy"])
+    if not single:  # the best regime's best seed becomes the run's model
+        shutil.copytree(result.best.model_dir, out_dir / "model", dirs_exist_ok=True)
+    result.best_model_dir = str(out_dir / "model")
+    return result
+
+
+def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], extra: dict) -> dict:
+    """metrics.json + confusion.png (best model) + curves.png (single runs) in out_dir."""
+    table = result.table()
+    best = result.best
+    report = {
+        "table": table,
+        "best": {"regime": best.regime, "seed": best.seed, "model_dir": result.best_model_dir, **best.metrics},
+        "runs": [r.__dict__ for r in result.runs],
+        **extra,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot_confusion(
+        best.metrics["confusion"],
+        classes,
+        out_dir / "confusion.png",
+        f"{best.regime} seed {best.seed}: accuracy {best.metrics['accuracy']:.3f}",
+    )
+    plot_curves(out_dir / "logs" / "metrics.csv", out_dir / "curves.png")
+    return report

@@ -1,0 +1,76 @@
+"""Load the task's images once (at the backbone's store size) and say how each seed splits them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from transfer.backbones.base import Preprocessing
+from transfer.data.labelled import LabelledImages
+from transfer.data.pixels import decode_files, resize_pixels
+from transfer.data.splits import few_shot_split, stratified_split
+from transfer.errors import UserError
+from transfer.study import Splitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskData:
+    images: LabelledImages
+    split: Splitter
+    description: str
+    eval_name: str  # what the held-out part is called in reports: "val" or "test"
+
+
+def load_digits_task(classes: list[int], shots: int, pre: Preprocessing) -> TaskData:
+    from transfer.data.digits import load_digits_images
+
+    digits = load_digits_images(classes)
+    images = LabelledImages(resize_pixels(digits.pixels, pre), digits.labels, digits.classes, digits.names)
+    n = len(classes)
+    return TaskData(
+        images,
+        lambda seed: few_shot_split(images.labels, shots, seed),
+        f"digits {classes}: {shots} training images per class ({shots * n}), the other {len(images) - shots * n} "
+        "for testing",
+        "test",
+    )
+
+
+def load_folder_task(root: str, val_fraction: float, strict: bool, pre: Preprocessing, out_dir: Path) -> TaskData:
+    from transfer.data.scan import scan_image_folder
+
+    manifest = scan_image_folder(root, strict=strict)
+    (out_dir / "scan_report.json").write_text(manifest.to_json() + "\n", encoding="utf-8")
+    log.info("scan: %s", manifest.summary())
+    for r in manifest.refused[:10]:
+        log.warning("refused %s: %s", r.path, r.reason)
+    pixels = decode_files([s.path for s in manifest.samples], pre)
+    labels = torch.tensor([s.label for s in manifest.samples], dtype=torch.long)
+    images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
+    splits = [s.split for s in manifest.samples]
+    if any(splits):
+        held_out = "val" if "val" in splits else "test" if "test" in splits else None
+        if held_out is None:
+            raise UserError(
+                f"data.root={root}: has train/ but no val/ or test/ folder; add one, or put the class "
+                "folders directly under data.root for a seeded split."
+            )
+        train_idx = [i for i, s in enumerate(splits) if s == "train"]
+        eval_idx = [i for i, s in enumerate(splits) if s == held_out]
+        return TaskData(
+            images,
+            lambda seed: (train_idx, eval_idx),
+            f"{manifest.summary()}; {len(train_idx)} train / {len(eval_idx)} {held_out} (folders)",
+            held_out,
+        )
+    return TaskData(
+        images,
+        lambda seed: stratified_split(labels, val_fraction, seed),
+        f"{manifest.summary()}; seeded stratified split, {val_fraction:.0%} for validation",
+        "val",
+    )

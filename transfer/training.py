@@ -1,0 +1,132 @@
+"""Train one classifier under one regime: the frozen regime on precomputed features, the others end to end."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from transfer.backbones.base import Backbone
+from transfer.data.augment import AugmentConfig, build_eval_transform, build_train_transform, fit_pca_colour
+from transfer.data.datamodule import ImageDataModule
+from transfer.data.labelled import LabelledImages
+from transfer.features import extract_features
+from transfer.module import Classifier, TransferModule
+from transfer.regimes import Regime, apply_regime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    label_smoothing: float = 0.0
+    num_workers: int = 0
+    seed: int = 0
+    validate_each_epoch: bool = True  # False: no val loop inside fit (studies evaluate once at the end)
+    trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
+
+
+@dataclass
+class FitOutcome:
+    classifier: Classifier
+    val_probs: torch.Tensor | None  # N_val x num_classes, softmax
+    seconds: float
+    trainable_params: int
+
+
+def make_trainer(cfg: TrainConfig, out_dir: Path | None, quiet: bool = False) -> pl.Trainer:
+    from pytorch_lightning.loggers import CSVLogger
+
+    kwargs = {
+        "max_epochs": cfg.max_epochs,
+        "logger": CSVLogger(str(out_dir), name="logs", version="") if out_dir else False,
+        "enable_checkpointing": out_dir is not None,
+        "default_root_dir": str(out_dir) if out_dir else None,
+        "enable_model_summary": False,
+        "enable_progress_bar": not quiet,
+        "log_every_n_steps": 1,
+        "num_sanity_val_steps": 0,
+        **cfg.trainer,
+    }
+    return pl.Trainer(**kwargs)
+
+
+def _device_of(trainer: pl.Trainer) -> torch.device:
+    return trainer.strategy.root_device
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
+    model.eval().to(device)
+    out = [torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x, _ in loader]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def fit_classifier(
+    backbone: Backbone,
+    head: nn.Module,
+    regime: Regime,
+    train: LabelledImages,
+    val: LabelledImages | None,
+    augment: AugmentConfig,
+    cfg: TrainConfig,
+    out_dir: Path | None = None,
+    quiet: bool = False,
+) -> FitOutcome:
+    """Fit `head` (and the unfrozen part of `backbone`) on `train`; returns the classifier and val probabilities."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    apply_regime(backbone, regime)
+    if hasattr(backbone, "reset_aux_heads"):
+        backbone.reset_aux_heads(len(train.classes))
+    pre = backbone.preprocessing
+    eval_tf = build_eval_transform(pre)
+    trainer = make_trainer(cfg, out_dir, quiet)
+    start = time.perf_counter()
+    if regime.body_frozen:
+        device = _device_of(trainer)
+        feats = extract_features(backbone, train, eval_tf, cfg.batch_size * 2, device)  # N x D, once
+        val_feats = extract_features(backbone, val, eval_tf, cfg.batch_size * 2, device) if val is not None else None
+        module = TransferModule(
+            None, head, len(train.classes), regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
+        )
+        gen = torch.Generator().manual_seed(cfg.seed)
+        train_dl = DataLoader(
+            TensorDataset(feats, train.labels), batch_size=cfg.batch_size, shuffle=True, generator=gen
+        )
+        val_dl = (
+            DataLoader(TensorDataset(val_feats, val.labels), batch_size=cfg.batch_size * 4)
+            if val_feats is not None and len(val_feats)
+            else None
+        )
+        trainer.fit(module, train_dl, val_dl if cfg.validate_each_epoch else None)
+        probs = predict_probs(head, val_dl, device) if val_dl is not None else None
+    else:
+        pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
+        dm = ImageDataModule(
+            train, val, build_train_transform(pre, augment, pca), eval_tf, cfg.batch_size, cfg.num_workers, cfg.seed
+        )
+        module = TransferModule(
+            backbone, head, len(train.classes), regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
+        )
+        if cfg.validate_each_epoch:
+            trainer.fit(module, datamodule=dm)
+        else:
+            trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        val_dl = dm.val_dataloader()
+        probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
+    seconds = time.perf_counter() - start
+    trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    if not regime.body_frozen:
+        trainable += backbone.num_trainable()
+    classifier = Classifier(backbone.cpu(), head.cpu()).eval()
+    return FitOutcome(classifier, probs, seconds, trainable)
