@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
 from transfer.errors import UserError
@@ -62,6 +64,7 @@ def pretrain_digits_source(req: FitRequest, train_cfg: TrainConfig) -> tuple[Pat
 
     src = req.source
     name, kwargs = req.backbone["name"], req.backbone.get("kwargs") or {}
+    torch.manual_seed(train_cfg.seed)
     backbone = create_backbone(name, pretrained=False, **kwargs)
     task = load_digits_task(list(src["classes"]), 1, backbone.preprocessing)
     from transfer.data.splits import stratified_split
@@ -127,7 +130,11 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             f" -> {weights}"
         )
 
+    built: dict[str, object] = {}
+
     def make_backbone(regime: Regime):
+        if regime is regimes[0] and "probe" in built:  # the backbone built to read preprocessing, used once
+            return built.pop("probe")
         if not regime.pretrained:
             return create_backbone(name, pretrained=False, **kwargs)
         if not weights and not pretrained:
@@ -139,6 +146,7 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
         return create_backbone(name, pretrained=pretrained, weights=weights, **kwargs)
 
     probe = make_backbone(regimes[0])  # resolves weights first: no network is reported before any decoding
+    built["probe"] = probe
     task = _load_task(req, probe.preprocessing)
     print(f"data: {task.description}")
     head_spec = {"name": req.head["name"], **(req.head.get("params") or {})}

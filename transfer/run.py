@@ -45,6 +45,7 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
 
 
 def _check_data_early(data: dict) -> None:
@@ -60,22 +61,29 @@ def _check_data_early(data: dict) -> None:
         raise UserError(f"data.kind={data.get('kind')!r}: choose folder or digits.")
 
 
-def _check_weights_early(bb: dict) -> None:
+def _check_weights_early(bb: dict, first_regime: dict) -> None:
     w = bb.get("weights")
     if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
         raise UserError(f"backbone.weights={w}: no such file or directory.")
+    if not w and bb.get("pretrained") and first_regime.get("pretrained", True):
+        from transfer.backbones.offline import early_offline_check
+
+        early_offline_check(str(bb["name"]))
 
 
 def fit(cfg: DictConfig) -> None:
     started = time.perf_counter()
     data, bb, head, trainer_cfg = plain(cfg.data), plain(cfg.backbone), plain(cfg.head), plain(cfg.trainer)
+    seeds = list(cfg.study.seeds) if cfg.study.seeds else [int(cfg.seed)]
+    if cfg.study.regimes and not _regime_chosen_on_command_line():
+        regimes = [_regime_cfg(cfg, n) for n in cfg.study.regimes]
+    else:  # `regime=partial` on the command line (or in a sweep) means that regime alone
+        regimes = [plain(cfg.regime)]
     _check_data_early(data)
-    _check_weights_early(bb)
+    _check_weights_early(bb, regimes[0])
     _quiet_lightning()
     from transfer.fit_pipeline import FitRequest, run_fit
 
-    seeds = list(cfg.study.seeds) if cfg.study.seeds else [int(cfg.seed)]
-    regimes = [plain(cfg.regime)] if not cfg.study.regimes else [_regime_cfg(cfg, n) for n in cfg.study.regimes]
     request = FitRequest(
         backbone=bb,
         data=data,
@@ -88,6 +96,12 @@ def fit(cfg: DictConfig) -> None:
         out_dir=output_dir(),
     )
     run_fit(request, started)
+
+
+def _regime_chosen_on_command_line() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return any(o.lstrip("+~").startswith("regime=") for o in HydraConfig.get().overrides.task)
 
 
 def _regime_cfg(cfg: DictConfig, name: str) -> dict:

@@ -82,6 +82,7 @@ def run_study(
         for seed in seeds:
             train_idx, eval_idx = split(seed)
             train, evaluation = images.subset(train_idx), images.subset(eval_idx)
+            torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
             backbone = make_backbone(regime)
             head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
             run_name = "model" if single else f"models/{regime.name}-seed{seed}"

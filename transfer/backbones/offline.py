@@ -1,0 +1,62 @@
+"""A sub-second offline check run before torch loads: no network and nothing cached means a one-line error now.
+
+The full check (exact tag, exact file) happens when the backbone is built; this one only avoids spending
+seconds importing torch and timm to tell a user with no network what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from transfer.errors import UserError
+
+
+def hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(
+        os.environ.get("HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface")
+    )
+    return home / "hub"
+
+
+def torch_hub_checkpoints() -> Path:
+    home = Path(os.environ.get("TORCH_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"))
+    return home / "hub" / "checkpoints"
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """One TCP connect, no retries; HF_HUB_OFFLINE=1 means offline."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_somewhere(arch: str) -> bool:
+    hf = hf_hub_cache()
+    if hf.is_dir() and any(hf.glob(f"models--timm--{arch}.*")) or hf.is_dir() and any(hf.glob(f"models--timm--{arch}")):
+        return True
+    tv = torch_hub_checkpoints()
+    return tv.is_dir() and any(p.name.startswith(arch) for p in tv.iterdir())
+
+
+def early_offline_check(name: str) -> None:
+    """Raise the offline UserError if hub weights for `name` cannot be had: no network and no cached copy."""
+    arch = name.partition(".")[0]
+    if _cached_somewhere(arch) or reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
+        return
+    tag = name if "." in name else f"{arch} (its default ImageNet tag)"
+    raise UserError(
+        f"cannot download pretrained weights for {tag}: no network, and nothing for it in the caches "
+        f"{hf_hub_cache()} or {torch_hub_checkpoints()}. Fix: backbone.weights=FILE.safetensors (a local file), "
+        "or run once on a machine with network and copy those cache folders here, "
+        "or train from random weights with backbone.pretrained=false."
+    )
