@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
