@@ -10,8 +10,8 @@ import torch
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.labelled import LabelledImages
-from transfer.data.pixels import decode_files, resize_pixels
-from transfer.data.splits import few_shot_split, stratified_split
+from transfer.data.pixels import resize_pixels
+from transfer.data.splits import few_shot_split, split_counts, stratified_split
 from transfer.errors import UserError
 from transfer.study import Splitter
 
@@ -41,15 +41,28 @@ def load_digits_task(classes: list[int], shots: int, pre: Preprocessing) -> Task
     )
 
 
-def load_folder_task(root: str, val_fraction: float, strict: bool, pre: Preprocessing, out_dir: Path) -> TaskData:
-    from transfer.data.scan import scan_image_folder
+def load_folder_task(
+    root: str,
+    val_fraction: float,
+    strict: bool,
+    pre: Preprocessing,
+    out_dir: Path,
+    ram_budget_mb: float | None = None,
+    split_seed: int | None = None,
+) -> TaskData:
+    """Scan `root` (each file decoded once, straight into the pixel store), write scan_report.json, print the report.
 
-    manifest = scan_image_folder(root, strict=strict)
+    Splits: root/train + root/val (or test) folders as given, else a seeded stratified split per study seed
+    (or `split_seed` for all seeds) that keeps byte-identical files on one side.
+    """
+    from transfer.data.pixels import scan_and_decode
+
+    manifest, pixels = scan_and_decode(root, pre, strict=strict, ram_budget_mb=ram_budget_mb)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scan_report.json").write_text(manifest.to_json() + "\n", encoding="utf-8")
-    log.info("scan: %s", manifest.summary())
-    for r in manifest.refused[:10]:
-        log.warning("refused %s: %s", r.path, r.reason)
-    pixels = decode_files([s.path for s in manifest.samples], pre)
+    print(manifest.report())
+    print(f"  scan report: {out_dir / 'scan_report.json'}")
     labels = torch.tensor([s.label for s in manifest.samples], dtype=torch.long)
     images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
     splits = [s.split for s in manifest.samples]
@@ -68,9 +81,24 @@ def load_folder_task(root: str, val_fraction: float, strict: bool, pre: Preproce
             f"{manifest.summary()}; {len(train_idx)} train / {len(eval_idx)} {held_out} (folders)",
             held_out,
         )
+    digests = [s.digest for s in manifest.samples]
+
+    def split(seed: int) -> tuple[list[int], list[int]]:
+        return stratified_split(labels, val_fraction, seed if split_seed is None else split_seed, digests)
+
+    train_idx, val_idx = split(0 if split_seed is None else split_seed)
+    print(
+        f"  seeded stratified split ({val_fraction:.0%} val; seed 0 shown): "
+        f"train {_counts_text(split_counts(labels, train_idx, manifest.classes))}; "
+        f"val {_counts_text(split_counts(labels, val_idx, manifest.classes))}"
+    )
     return TaskData(
         images,
-        lambda seed: stratified_split(labels, val_fraction, seed),
+        split,
         f"{manifest.summary()}; seeded stratified split, {val_fraction:.0%} for validation",
         "val",
     )
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{c} {n}" for c, n in counts.items())
