@@ -1,5 +1,7 @@
-"""Backbone features computed once and reused by every head."""
+"""Backbone features computed once to disk and reused by every head, sweep and rerun."""
 
-from transfer.features.extract import extract_features
+from transfer.features.cache import CacheStats, FeatureCache
+from transfer.features.config import FeatureConfig
+from transfer.features.extract import extract_features, extract_views
 
-__all__ = ["extract_features"]
+__all__ = ["CacheStats", "FeatureCache", "FeatureConfig", "extract_features", "extract_views"]

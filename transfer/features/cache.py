@@ -1,0 +1,159 @@
+"""FeatureCache: features of a frozen backbone for a set of images and views, extracted once, then served from disk.
+
+Keyed by everything that changes them (see `key.py`): model name + weight digest + library versions, the
+preprocessing, the view, the stage and the dtype name a namespace; each image's pixel digest addresses a row in it.
+Only digests missing from a namespace are extracted, so an added image extracts that image alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from transfer.backbones.base import Backbone
+from transfer.data.augment import AugmentConfig
+from transfer.data.labelled import LabelledImages
+from transfer.features.config import FeatureConfig
+from transfer.features.distributed import barrier, dist_info, shard_for_rank
+from transfer.features.extract import extract_views
+from transfer.features.key import FORMAT, digest_of, library_versions, pixel_digests, weights_digest
+from transfer.features.store import MemoryStore, ShardStore
+from transfer.features.tap import FeatureTap
+from transfer.features.views import describe_view, resolve_views
+
+log = logging.getLogger("transfer.features")
+
+
+@dataclass
+class CacheStats:
+    """What one `features()` call did: rows found vs extracted per view, and extraction speed."""
+
+    requested: int = 0  # images x views asked for
+    hits: int = 0
+    extracted: int = 0
+    seconds: float = 0.0
+    namespaces: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.extracted / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        if self.extracted == 0:
+            return f"feature cache hit: {self.hits} of {self.requested} image-views"
+        return (
+            f"feature cache: {self.hits} of {self.requested} image-views cached, extracted {self.extracted} "
+            f"in {self.seconds:.1f}s ({self.images_per_second:.0f} images/s)"
+        )
+
+
+class FeatureCache:
+    """Serve N x K x D features of `backbone` (frozen, eval mode) for images x views."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        cfg: FeatureConfig | None = None,
+        device: str | torch.device = "cpu",
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        self.cfg = cfg or FeatureConfig()
+        self.cfg.validate()
+        self.backbone = backbone
+        self.device = torch.device(device)
+        self.augment = augment or AugmentConfig()
+        self.tap = FeatureTap(backbone, self.cfg.stage)
+        self.model_key = {
+            "format": FORMAT,
+            "backbone": getattr(backbone, "name", type(backbone).__name__),
+            "weights_sha256": weights_digest(backbone),
+            "versions": library_versions(),
+            "preprocessing": backbone.preprocessing.to_dict(),
+            "stage": self.tap.stage,
+            "dtype": self.cfg.dtype,
+        }
+        self._memory: dict[str, MemoryStore] = {}
+        self.last = CacheStats()
+
+    def views(self) -> list[str]:
+        return resolve_views(self.cfg.views, self.augment)
+
+    def namespace(self, view: str) -> tuple[str, dict]:
+        meta = {**self.model_key, "view": describe_view(view, self.augment)}
+        return f"{meta['backbone'].replace('/', '_')}-{digest_of(meta)}", meta
+
+    def store(self, view: str) -> ShardStore | MemoryStore:
+        ns, meta = self.namespace(view)
+        if not self.cfg.enabled:
+            return self._memory.setdefault(ns, MemoryStore())
+        return ShardStore(self.cfg.directory(), ns, meta, self.cfg.dtype)
+
+    def features(
+        self,
+        images: LabelledImages,
+        views: list[str] | None = None,
+        digests: list[str] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> torch.Tensor:
+        """N x K x D float32 for `images` and `views` (default: the configured views), extracting what is missing.
+
+        Under torch.distributed (or with explicit rank/world_size) each rank extracts its share of the missing
+        images and commits its own shards; all ranks then read the union.
+        """
+        views = views or self.views()
+        digests = digests if digests is not None else pixel_digests(images.pixels)
+        if rank is None or world_size is None:
+            rank, world_size = dist_info()
+        stats = CacheStats(requested=len(digests) * len(views))
+        out = []
+        for view in views:
+            store = self.store(view)
+            stats.namespaces.append(self.namespace(view)[0])
+            index = store.index()
+            found = sum(1 for d in digests if d in index)
+            stats.hits += found
+            if found < len(digests):
+                index = self._fill(store, view, images, digests, rank, world_size, stats)
+            out.append(store.read(digests, index) if digests else np.empty((0, 0), np.float32))
+        self.last = stats
+        log.info("%s", stats.describe())
+        if not digests:
+            return torch.empty(0, len(views), 0)
+        return torch.from_numpy(np.stack(out, axis=1))  # N x K x D
+
+    def _fill(self, store, view, images, digests, rank, world_size, stats) -> dict:
+        with store.lock():
+            index = store.index()  # another process may have finished while we waited
+            order = {d: i for i, d in reversed(list(enumerate(digests)))}  # first occurrence of each digest
+            missing = [d for d in order if d not in index]
+            mine = shard_for_rank(missing, rank, world_size)
+            if mine:
+                start = time.perf_counter()
+                self._extract(store, view, images, [order[d] for d in mine], mine)
+                stats.seconds += time.perf_counter() - start
+                stats.extracted += len(mine)
+        barrier(world_size)
+        return store.index()
+
+    def _extract(self, store, view: str, images: LabelledImages, rows: list[int], digests: list[str]) -> None:
+        chunk = int(self.cfg.chunk)
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo : lo + chunk]
+            feats = extract_views(
+                self.tap,
+                images.pixels[torch.as_tensor(part, dtype=torch.long)],
+                view,
+                self.backbone.preprocessing,
+                self.augment,
+                [int(d[:15], 16) for d in digests[lo : lo + chunk]],
+                batch_size=int(self.cfg.batch_size),
+                device=self.device,
+                progress=self.cfg.progress,
+                desc=f"features {view} {lo + len(part)}/{len(rows)}",
+            )
+            store.commit(digests[lo : lo + chunk], feats.numpy())
