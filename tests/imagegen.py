@@ -106,7 +106,7 @@ def write_bad_corpus(root: str | Path) -> dict[str, str]:
     (cat / "zero.jpg").write_bytes(b"")
     expect["cat/zero.jpg"] = "refused:empty"
     (cat / "notes.jpg").write_text("this is a text file with an image extension\n")
-    expect["cat/notes.jpg"] = "refused:not an image"
+    expect["cat/notes.jpg"] = "refused:not a readable image"
     (cat / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     expect["cat/.DS_Store"] = "ignored:system file"
     (dog / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
