@@ -5,8 +5,47 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transfer.backbones.base import Backbone, Preprocessing, Stage
+from transfer.backbones.base import NORM_TYPES, Backbone, Preprocessing, Stage
 from transfer.backbones.registry import BackboneSpec, split_tag
+from transfer.errors import UserError
+
+
+def preprocessing_from_timm(model: nn.Module) -> Preprocessing:
+    """Input size, mean/std, interpolation and crop fraction from the model's `pretrained_cfg` (the weights' own)."""
+    import timm
+
+    cfg = timm.data.resolve_model_data_config(model)
+    return Preprocessing(
+        input_size=tuple(cfg["input_size"]),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=str(cfg.get("interpolation", "bilinear")),
+        crop_pct=float(cfg.get("crop_pct", 0.875)),
+    )
+
+
+def _common_path(paths: list[list[str]]) -> list[str]:
+    common: list[str] = []
+    for parts in zip(*paths, strict=False):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return common
+
+
+def stage_names(groups: list[list[str]]) -> list[str]:
+    """Readable names for parameter groups: their common module path ('layer1'); where that is ambiguous (shared
+    with or containing another group's), the distinct modules one level deeper joined ('features.0+features.1')."""
+    paths = [[p.rsplit(".", 1)[0].split(".") for p in names] for names in groups]
+    commons = [".".join(_common_path(ps)) for ps in paths]
+    out = []
+    for i, (ps, common) in enumerate(zip(paths, commons, strict=True)):
+        ambiguous = not common or any(
+            j != i and (other == common or other.startswith(common + ".")) for j, other in enumerate(commons)
+        )
+        depth = len(common.split(".")) + 1 if common else 1
+        out.append("+".join(dict.fromkeys(".".join(p[:depth]) for p in ps)) if ambiguous else common)
+    return out
 
 
 class TimmBackbone(Backbone):
@@ -14,20 +53,11 @@ class TimmBackbone(Backbone):
 
     def __init__(self, model: nn.Module, name: str) -> None:
         super().__init__()
-        import timm
-
         model.reset_classifier(0)
         self.model = model
         self.name = name
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
-        cfg = timm.data.resolve_model_data_config(model)
-        self.preprocessing = Preprocessing(
-            input_size=tuple(cfg["input_size"]),
-            mean=tuple(cfg["mean"]),
-            std=tuple(cfg["std"]),
-            interpolation=str(cfg.get("interpolation", "bilinear")),
-            crop_pct=float(cfg.get("crop_pct", 0.875)),
-        )
+        self.preprocessing = preprocessing_from_timm(model)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)  # N x C x H x W
@@ -36,28 +66,68 @@ class TimmBackbone(Backbone):
         return self.model.forward_head(features, pre_logits=True)  # N x num_features
 
     def stages(self) -> list[Stage]:
+        """timm's coarse `group_matcher` groups (stem, then one per block/stage), in forward order."""
         from timm.models import group_parameters
 
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        norm_params = {
+            f"{m_name}.{p}" if m_name else p
+            for m_name, m in self.model.named_modules()
+            if isinstance(m, NORM_TYPES)
+            for p, _ in m.named_parameters(recurse=False)
+        }
+        ordered: list[list[str]] = []
+        for _, names in sorted(groups.items(), key=lambda kv: kv[0]):
+            if ordered and all(n in norm_params for n in names):
+                ordered[-1].extend(names)  # a norm layer trains and freezes with the layer it normalises (VGG-BN)
+            else:
+                ordered.append(list(names))
         return [
-            Stage(name=f"stage{i}", params=tuple(f"model.{p}" for p in names))
-            for i, (_, names) in enumerate(sorted(groups.items(), key=lambda kv: kv[0]))
+            Stage(name=name, params=tuple(f"model.{p}" for p in names))
+            for name, names in zip(stage_names(ordered), ordered, strict=True)
         ]
 
 
-def build_timm(name: str, pretrained: bool = False, tag: str | None = None, **kwargs) -> TimmBackbone:
-    """Create a timm model by name (optionally `name.tag`); hub downloads go through `transfer.backbones.hub`."""
+def timm_tags(arch: str) -> tuple[str, ...]:
+    """The pretrained tags timm knows for `arch`, its default first (the order of timm's `default_cfgs`)."""
+    from timm.models import get_arch_pretrained_cfgs
+
+    return tuple(n.partition(".")[2] for n in get_arch_pretrained_cfgs(arch))
+
+
+def check_timm_tag(arch: str, tag: str | None) -> None:
+    """A UserError listing the valid tags when `tag` is not one of `arch`'s."""
+    tags = timm_tags(arch)
+    if tag and tag not in tags:
+        raise UserError(
+            f"backbone={arch}.{tag}: timm has no weights tagged {tag!r} for {arch}; "
+            f"choose one of {', '.join(tags) or '(none: use backbone.pretrained=false)'}."
+        )
+
+
+def create_timm_model(arch: str, pretrained: bool, tag: str | None, **kwargs) -> nn.Module:
+    """timm.create_model with the offline check first (no 45 s of hub retries) and user-facing errors."""
     import timm
 
-    arch, name_tag = split_tag(name)
-    tag = tag or name_tag
     full = f"{arch}.{tag}" if tag else arch
+    if pretrained or tag:
+        check_timm_tag(arch, tag)
     if pretrained:
         from transfer.backbones.hub import ensure_timm_weights_reachable
 
         ensure_timm_weights_reachable(full)
-    model = timm.create_model(full, pretrained=pretrained, **kwargs)
-    return TimmBackbone(model, name=full)
+    try:
+        return timm.create_model(full, pretrained=pretrained, **kwargs)
+    except TypeError as e:
+        raise UserError(f"backbone.kwargs: {arch} does not accept these arguments ({e}).") from None
+
+
+def build_timm(name: str, pretrained: bool = False, tag: str | None = None, **kwargs) -> TimmBackbone:
+    """Create a timm model by name (optionally `name.tag`); hub downloads go through `transfer.backbones.hub`."""
+    arch, name_tag = split_tag(name)
+    tag = tag or name_tag
+    model = create_timm_model(arch, pretrained, tag, **kwargs)
+    return TimmBackbone(model, name=f"{arch}.{tag}" if tag else arch)
 
 
 def timm_spec(name: str) -> BackboneSpec | None:
@@ -67,11 +137,10 @@ def timm_spec(name: str) -> BackboneSpec | None:
     arch, _ = split_tag(name)
     if not timm.is_model(arch):
         return None
-    tags = tuple(t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*"))
     return BackboneSpec(
         name=arch,
         builder=lambda pretrained=False, tag=None, **kw: build_timm(arch, pretrained=pretrained, tag=tag, **kw),
         source="timm",
-        pretrained_tags=tags,
+        pretrained_tags=timm_tags(arch),
         description=f"timm model {arch}",
     )

@@ -86,43 +86,68 @@ def _normalise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, key: str = "backbone.weights") -> list[str]:
-    """Load a body's weights from `path`; returns the ignored (head) keys. Missing or mis-shaped keys are an error."""
-    state = _normalise(read_state_dict(path, key))
-    target = backbone.state_dict()
-    # the file may hold the bare model (timm / torchvision keys) or our wrapper's keys: pick the better alignment
+def _optional_keys(backbone: torch.nn.Module, target: dict[str, torch.Tensor]) -> set[str]:
+    """Keys a file may lack or hold in another shape: auxiliary heads (task-specific) and BatchNorm counters."""
+    aux_modules = [h.module for h in backbone.aux_heads()] if hasattr(backbone, "aux_heads") else []
+    prefixes = tuple(f"{n}." for n, m in backbone.named_modules() if any(m is a for a in aux_modules))
+    return {k for k in target if k.startswith(prefixes) or k.endswith("num_batches_tracked")}
+
+
+def _align(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The file may hold the bare model (timm / torchvision keys) or our wrapper's keys: pick the best alignment."""
     candidates = [state]
     for prefix in {k.split(".", 1)[0] + "." for k in target if "." in k}:
         candidates.append({prefix + k: v for k, v in state.items()})
         candidates.append({k.removeprefix(prefix): v for k, v in state.items()})
-    state = max(candidates, key=lambda s: len(s.keys() & target.keys()))
-    missing = sorted(target.keys() - state.keys())
-    ignored = sorted(state.keys() - target.keys())
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in sorted(target.keys() & state.keys())
-        if state[k].shape != target[k].shape
-    ]
+    return max(candidates, key=lambda s: len(s.keys() & target.keys()))
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, key: str = "backbone.weights") -> list[str]:
+    """Load a body's weights from `path`; returns the ignored (head) keys. Missing or mis-shaped keys are an error.
+
+    Keys of the classifier the file was trained with are ignored (the task's head replaces it); auxiliary heads
+    that are absent from the file or sized for another task keep their fresh initialisation. Both are logged.
+    """
+    state = _align(_normalise(read_state_dict(path, key)), backbone.state_dict())
+    target = backbone.state_dict()
+    optional = _optional_keys(backbone, target)
     name = getattr(backbone, "name", type(backbone).__name__)
     if not (target.keys() & state.keys()):
         raise UserError(
-            f"{key}={path}: none of its {len(state)} tensors fit backbone {name!r}; weights of another architecture?"
+            f"{key}={path}: none of its {len(state)} tensors fit backbone {name!r}; weights of another architecture? "
+            "Pick the matching backbone.name= or another file."
         )
+    fits = {k for k in target.keys() & state.keys() if state[k].shape == target[k].shape}
+    missing = sorted(target.keys() - state.keys() - optional)
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in sorted(target.keys() & state.keys() - optional)
+        if k not in fits
+    ]
     if missing or mismatched:
-        lines = [f"missing: {k}" for k in missing[:8]] + mismatched[:8]
+        lines = [f"missing {k}" for k in missing[:8]] + mismatched[:8]
         more = len(missing) + len(mismatched) - len(lines)
         raise UserError(
             f"{key}={path} does not fit backbone {name!r} ({len(missing)} missing, {len(mismatched)} mis-shaped: "
             + "; ".join(lines)
             + (f"; and {more} more" if more > 0 else "")
-            + "). Weights of another architecture? Pick the matching backbone= or another file."
+            + "). Weights of another architecture? Pick the matching backbone.name= or another file."
         )
+    ignored = sorted(state.keys() - target.keys())
     if ignored:
         log.info(
-            "weights %s: %d keys not in the body (a classifier head?) ignored; the head is re-initialised: %s",
+            "weights %s: %d keys not in the body (the source's classifier) ignored; the head is re-initialised: %s",
             path,
             len(ignored),
             ", ".join(ignored[:6]),
         )
-    backbone.load_state_dict({k: state[k] for k in target}, strict=True)
+    fresh = sorted(k for k in optional - fits if not k.endswith("num_batches_tracked"))
+    if fresh:
+        log.info(
+            "weights %s: %d auxiliary-head tensors re-initialised (absent or sized for another task): %s",
+            path,
+            len(fresh),
+            ", ".join(fresh[:6]),
+        )
+    backbone.load_state_dict({k: state[k] for k in fits}, strict=False)
     return ignored

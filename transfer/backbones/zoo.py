@@ -1,25 +1,67 @@
-"""The classic backbones: importing this module registers them all."""
+"""The classic backbones: importing this module registers them all. A table, not code: builders live elsewhere."""
 
 from __future__ import annotations
 
 from transfer.backbones import lenet  # noqa: F401  (registers lenet5)
 from transfer.backbones.registry import register_backbone
-from transfer.backbones.timm_backbone import build_timm
+from transfer.backbones.timm_backbone import build_timm, timm_tags
 
-_TIMM_CLASSICS = {
-    "resnet18": ("a1_in1k", "tv_in1k"),
-    "resnet34": ("a1_in1k", "tv_in1k"),
-    "resnet50": ("a1_in1k", "tv_in1k"),
-    "resnet101": ("a1h_in1k", "tv_in1k"),
-    "resnet152": ("a1h_in1k", "tv_in1k"),
+# timm architectures registered by name: (name, what it is)
+TIMM_CLASSICS = {
+    "vgg11": "VGG-11 (Simonyan & Zisserman 2014, config A)",
+    "vgg13": "VGG-13 (config B)",
+    "vgg16": "VGG-16 (config D)",
+    "vgg19": "VGG-19 (config E)",
+    "vgg11_bn": "VGG-11 with BatchNorm",
+    "vgg13_bn": "VGG-13 with BatchNorm",
+    "vgg16_bn": "VGG-16 with BatchNorm",
+    "vgg19_bn": "VGG-19 with BatchNorm",
+    "inception_v4": "Inception v4 (Szegedy et al. 2016)",
+    "inception_resnet_v2": "Inception-ResNet-v2 (Szegedy et al. 2016)",
+    "resnet18": "ResNet-18 (He et al. 2015)",
+    "resnet34": "ResNet-34",
+    "resnet50": "ResNet-50 (bottleneck)",
+    "resnet101": "ResNet-101",
+    "resnet152": "ResNet-152",
 }
 
 
-def _register_timm(arch: str, tags: tuple[str, ...]) -> None:
-    @register_backbone(arch, source="timm", pretrained_tags=tags, description=f"timm {arch}")
+def _register_timm(arch: str, description: str) -> None:
+    @register_backbone(arch, source="timm", pretrained_tags=timm_tags(arch), description=description)
     def build(pretrained: bool = False, tag: str | None = None, **kwargs):
         return build_timm(arch, pretrained=pretrained, tag=tag, **kwargs)
 
 
-for _arch, _tags in _TIMM_CLASSICS.items():
-    _register_timm(_arch, _tags)
+def _register_own() -> None:
+    from transfer.backbones.inception import build_inception_v3
+    from transfer.backbones.nin import build_nin
+    from transfer.backbones.torchvision_models import build_alexnet, build_googlenet
+
+    register_backbone(
+        "alexnet",
+        source="torchvision",
+        pretrained_tags=("IMAGENET1K_V1",),
+        description="AlexNet (Krizhevsky et al. 2012); features: fc7 (4096)",
+    )(build_alexnet)
+    register_backbone(
+        "googlenet",
+        source="torchvision",
+        pretrained_tags=("IMAGENET1K_V1",),
+        description="GoogLeNet / Inception v1 (Szegedy et al. 2014); 2 aux heads at 0.3 while training",
+    )(build_googlenet)
+    register_backbone(
+        "inception_v3",
+        source="timm",
+        pretrained_tags=timm_tags("inception_v3"),
+        description="Inception v3 (Szegedy et al. 2015); 1 aux head at 0.4 while training",
+    )(build_inception_v3)
+    register_backbone(
+        "nin",
+        source="transfer",
+        description="Network in Network (Lin et al. 2013), CIFAR-style 32x32 input; no public weights",
+    )(build_nin)
+
+
+for _arch, _description in TIMM_CLASSICS.items():
+    _register_timm(_arch, _description)
+_register_own()
