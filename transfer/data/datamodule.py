@@ -25,7 +25,7 @@ class TransformDataset(Dataset):
         try:
             return self.transform(self.images.pixels[i]), self.images.labels[i]
         except Exception as e:
-            raise RuntimeError(f"transforming {self.images.names[i]}: {e}") from e
+            raise RuntimeError(f"{self.images.names[i]}: {type(e).__name__}: {e} (while transforming it)") from e
 
 
 class ImageDataModule(pl.LightningDataModule):
