@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transfer.errors import UserError
 
 log = logging.getLogger("transfer")
-COMMANDS = ("fit", "predict", "backbones")
+COMMANDS = ("fit", "predict", "backbones", "augment-preview")
 
 
 def plain(node) -> dict | list | None:
@@ -28,7 +28,13 @@ def dispatch(cfg: DictConfig) -> None:
     command = cfg.get("command")
     if command not in COMMANDS:
         raise UserError(f"command={command!r}: choose one of {', '.join(COMMANDS)}.")
-    {"fit": fit, "predict": predict, "backbones": backbones}[command](cfg)
+    handlers = {
+        "fit": fit,
+        "predict": predict,
+        "backbones": backbones,
+        "augment-preview": augment_preview,
+    }
+    handlers[command](cfg)
 
 
 def _quiet_lightning() -> None:
@@ -135,3 +141,16 @@ def backbones(cfg: DictConfig) -> None:
     from transfer.listing import print_backbone_table
 
     print_backbone_table()
+
+
+def augment_preview(cfg: DictConfig) -> None:
+    """A PNG grid of augmented training samples (data, backbone and augment as for fit; +preview.rows/views)."""
+    from transfer.augment_preview import write_augment_preview
+
+    opts = plain(cfg.get("preview")) or {}
+    data = plain(cfg.data)
+    _check_data_early(data)
+    path = write_augment_preview(
+        data, plain(cfg.backbone), plain(cfg.augment), output_dir(), seed=int(cfg.seed), **opts
+    )
+    print(f"augment preview: {path}")
