@@ -5,6 +5,8 @@ Kept free of heavy imports so that mistakes are reported in well under the 5 sec
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 
 import hydra
@@ -24,7 +26,14 @@ def _task(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def expand_home(argv: list[str]) -> list[str]:
+    """`data.root=~/cats` -> the home path: Hydra's override grammar cannot lex an unquoted `~`, and not every
+    shell expands a tilde after `=` in an argument."""
+    return [re.sub(r"^([\w.+]+)=~(?=/|$)", lambda m: f"{m.group(1)}={os.path.expanduser('~')}", a) for a in argv]
+
+
 def main() -> None:
+    sys.argv = [sys.argv[0], *expand_home(sys.argv[1:])]
     register_recipe_source()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 

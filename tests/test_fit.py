@@ -1,0 +1,120 @@
+"""End to end: the digits study, a folder fit through the CLI with a local weights file, and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import save_random_timm_weights, write_image_folder
+from transfer.fit_pipeline import FitRequest, run_fit
+
+AUGMENT_NONE = {
+    "mirror": False,
+    "crop": "none",
+    "crop_scale": [1.0, 1.0],
+    "rotation": 0.0,
+    "shear": 0.0,
+    "color_jitter": 0.0,
+    "pca_noise": 0.0,
+}
+HEAD = {"name": "softmax", "lr": 0.01, "weight_decay": 1e-4, "label_smoothing": 0.0, "params": {}}
+TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+
+
+def regime(name: str, frozen_stages, factor: float, norm: str = "eval", pretrained: bool = True) -> dict:
+    return {
+        "name": name,
+        "frozen_stages": frozen_stages,
+        "body_lr_factor": factor,
+        "stage_lr_decay": 1.0,
+        "norm": norm,
+        "pretrained": pretrained,
+    }
+
+
+def test_reduced_digits_study_transfers_above_chance(tmp_path):
+    report = run_fit(
+        FitRequest(
+            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
+            data={"kind": "digits", "classes": [5, 6, 7, 8, 9], "shots": 10, "batch_size": 32},
+            head=HEAD,
+            trainer={**TRAINER, "max_epochs": 30},
+            augment=AUGMENT_NONE,
+            regimes=[regime("frozen", None, 0.0), regime("full", 0, 0.1)],
+            seeds=[0],
+            source={"classes": [0, 1, 2, 3, 4], "max_epochs": 4, "lr": 0.003, "batch_size": 64},
+            out_dir=tmp_path,
+            quiet=True,
+        )
+    )
+    assert list(report["table"]) == ["frozen", "full"]
+    assert report["source"]["accuracy"] > 0.8  # 5-way source task after 4 epochs
+    for row in report["table"].values():
+        assert row["accuracy_mean"] > 0.45  # chance is 0.2; 10 labelled images per class
+    assert report["table"]["frozen"]["trainable_params"] == 84 * 5 + 5
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["table"]["full"]["accuracy_runs"] == report["table"]["full"]["accuracy_runs"]
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["classes"] == ["5", "6", "7", "8", "9"] and card["backbone"] == "lenet5"
+    assert card["preprocessing"]["input_size"] == [1, 32, 32]
+    assert (tmp_path / "source_model" / "model.safetensors").is_file()
+    assert {p.name for p in (tmp_path / "models").iterdir()} == {"frozen-seed0", "full-seed0"}
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name,frozen", [("partial", 2), ("full", 0)])
+def test_folder_fit_end_to_end_regimes_learn(tmp_path, name, frozen):
+    root = write_image_folder(tmp_path / "data", n=12)
+    report = run_fit(
+        FitRequest(
+            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
+            data={"kind": "folder", "root": str(root), "val_fraction": 0.25, "batch_size": 8},
+            head=HEAD,
+            trainer={**TRAINER, "max_epochs": 25},
+            augment=AUGMENT_NONE,
+            regimes=[regime(name, frozen, 1.0, norm="train")],
+            seeds=[0],
+            source=None,
+            out_dir=tmp_path / "run",
+            quiet=True,
+        )
+    )
+    best = report["best"]
+    assert best["n"] == 9  # 25% of 3 x 12, stratified: 3 per class
+    assert best["accuracy"] >= 0.75  # chance is 1/3
+    card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
+    assert card["classes"] == ["misty", "neither", "tigger"]
+    scan = json.loads((tmp_path / "run" / "scan_report.json").read_text())
+    assert len(scan["samples"]) == 36
+
+
+@pytest.mark.slow
+def test_cat_detector_recipe_with_local_weights_then_predict(run_cli, tmp_path):
+    write_image_folder(tmp_path / "cats", n=12)
+    save_random_timm_weights("resnet50", tmp_path / "r50.safetensors")
+    proc = run_cli(
+        "recipe=cat_detector",
+        "data.root=cats",
+        "backbone.weights=r50.safetensors",
+        "trainer.max_epochs=20",
+        "hydra.run.dir=run",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model:   " in proc.stdout and "command=predict" in proc.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best"]["regime"] == "frozen" and metrics["best"]["n"] == 7  # 20% of 36, stratified
+    assert metrics["best"]["accuracy"] > 0.5  # chance is 1/3; random-weight ResNet-50 features still see colour
+    assert metrics["table"]["frozen"]["trainable_params"] == 2048 * 3 + 3
+    card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
+    assert card["backbone"] == "resnet50" and card["classes"] == ["misty", "neither", "tigger"]
+
+    proc = run_cli("command=predict", "model=run/model", "images=cats/tigger", "hydra.run.dir=pred")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(Path(tmp_path / "pred" / "predictions.csv").open()))
+    assert len(rows) == 12
+    assert set(rows[0]) >= {"file", "class", "probability", "p_misty", "p_neither", "p_tigger"}
+    assert all(r["class"] in card["classes"] and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)
+    assert sum(r["class"] == "tigger" for r in rows) >= 6
