@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
@@ -113,7 +112,7 @@ def test_cat_detector_recipe_with_local_weights_then_predict(run_cli, tmp_path):
 
     proc = run_cli("command=predict", "model=run/model", "images=cats/tigger", "hydra.run.dir=pred")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = list(csv.DictReader(Path(tmp_path / "pred" / "predictions.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "pred" / "predictions.csv").read_text().splitlines()))
     assert len(rows) == 12
     assert set(rows[0]) >= {"file", "class", "probability", "p_misty", "p_neither", "p_tigger"}
     assert all(r["class"] in card["classes"] and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)
