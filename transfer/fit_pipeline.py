@@ -12,6 +12,7 @@ import torch
 from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
 from transfer.errors import UserError
+from transfer.features.config import FeatureConfig
 from transfer.regimes import Regime
 from transfer.study import StudyResult, run_study, write_study_report
 from transfer.task_data import TaskData, load_digits_task, load_folder_task
@@ -34,6 +35,7 @@ class FitRequest:
     source: dict | None
     out_dir: Path
     quiet: bool = False
+    features: dict | None = None  # the feature cache (conf/config.yaml `features:`); None: its defaults
 
 
 def _typed(cls, values: dict, key: str):
@@ -53,6 +55,7 @@ def train_config(req: FitRequest) -> TrainConfig:
         batch_size=int(req.data.get("batch_size", 32)),
         num_workers=int(req.data.get("num_workers", 0)),
         trainer=trainer,
+        features=FeatureConfig.from_dict(req.features) if req.features is not None else None,
     )
 
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transfer.errors import UserError
 
 log = logging.getLogger("transfer")
-COMMANDS = ("fit", "predict", "backbones", "augment-preview")
+COMMANDS = ("fit", "predict", "backbones", "features", "augment-preview")
 
 
 def plain(node) -> dict | list | None:
@@ -32,6 +32,7 @@ def dispatch(cfg: DictConfig) -> None:
         "fit": fit,
         "predict": predict,
         "backbones": backbones,
+        "features": features,
         "augment-preview": augment_preview,
     }
     handlers[command](cfg)
@@ -100,6 +101,7 @@ def fit(cfg: DictConfig) -> None:
         seeds=seeds,
         source=plain(cfg.source),
         out_dir=output_dir(),
+        features=plain(cfg.get("features")),
     )
     run_fit(request, started)
 
@@ -141,6 +143,13 @@ def backbones(cfg: DictConfig) -> None:
     from transfer.listing import print_backbone_table
 
     print_backbone_table()
+
+
+def features(cfg: DictConfig) -> None:
+    _quiet_lightning()
+    from transfer.features.command import features_command
+
+    features_command(plain(cfg), output_dir())
 
 
 def augment_preview(cfg: DictConfig) -> None:

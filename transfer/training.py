@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,7 +16,10 @@ from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig, build_eval_transform, build_train_transform, fit_pca_colour
 from transfer.data.datamodule import ImageDataModule
 from transfer.data.labelled import LabelledImages
-from transfer.features import extract_features
+from transfer.errors import UserError
+from transfer.features import FeatureCache, FeatureConfig
+from transfer.features.dataset import SampledViews
+from transfer.features.tap import is_penultimate
 from transfer.module import Classifier, TransferModule
 from transfer.regimes import Regime, apply_regime
 
@@ -34,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     validate_each_epoch: bool = True  # False: no val loop inside fit (studies evaluate once at the end)
     trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
+    features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
 
 
 @dataclass
@@ -65,6 +69,33 @@ def _device_of(trainer: pl.Trainer) -> torch.device:
     return trainer.strategy.root_device
 
 
+def fit_head_on_features(
+    head: nn.Module,
+    regime: Regime,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    val_features: torch.Tensor | None,
+    val_labels: torch.Tensor | None,
+    num_classes: int,
+    cfg: TrainConfig,
+    trainer: pl.Trainer | None = None,
+) -> torch.Tensor | None:
+    """Train `head` on cached features (N x K x D: one view per image per epoch); returns val probabilities."""
+    trainer = trainer or make_trainer(cfg, None, quiet=True)
+    module = TransferModule(
+        None, head, num_classes, regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(SampledViews(features, labels), batch_size=cfg.batch_size, shuffle=True, generator=gen)
+    val_dl = (
+        DataLoader(TensorDataset(val_features, val_labels), batch_size=cfg.batch_size * 4)
+        if val_features is not None and val_labels is not None and len(val_features)
+        else None
+    )
+    trainer.fit(module, train_dl, val_dl if cfg.validate_each_epoch else None)
+    return predict_probs(head, val_dl, _device_of(trainer)) if val_dl is not None else None
+
+
 @torch.inference_mode()
 def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
     model.eval().to(device)
@@ -94,22 +125,21 @@ def fit_classifier(
     start = time.perf_counter()
     if regime.body_frozen:
         device = _device_of(trainer)
-        feats = extract_features(backbone, train, eval_tf, cfg.batch_size * 2, device)  # N x D, once
-        val_feats = extract_features(backbone, val, eval_tf, cfg.batch_size * 2, device) if val is not None else None
-        module = TransferModule(
-            None, head, len(train.classes), regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
+        features = cfg.features or FeatureConfig()
+        if not is_penultimate(features.stage):
+            raise UserError(
+                f"features.stage={features.stage}: fit trains heads on the penultimate layer (the model dir must "
+                "rebuild the same classifier); compare stages with `python -m transfer command=features "
+                "features.stage=<stage> features.probe=true`."
+            )
+        cache = FeatureCache(backbone, replace(features, progress=features.progress and not quiet), device, augment)
+        feats = cache.features(train)  # N x K x D: no backbone in the loop from here on
+        summary = cache.last.describe()
+        val_feats = cache.features(val, ["center"])[:, 0] if val is not None and len(val) else None  # N_val x D
+        log.info("frozen regime: %s (views: %s)", summary, ", ".join(cache.views()))
+        probs = fit_head_on_features(
+            head, regime, feats, train.labels, val_feats, val.labels if val else None, len(train.classes), cfg, trainer
         )
-        gen = torch.Generator().manual_seed(cfg.seed)
-        train_dl = DataLoader(
-            TensorDataset(feats, train.labels), batch_size=cfg.batch_size, shuffle=True, generator=gen
-        )
-        val_dl = (
-            DataLoader(TensorDataset(val_feats, val.labels), batch_size=cfg.batch_size * 4)
-            if val_feats is not None and len(val_feats)
-            else None
-        )
-        trainer.fit(module, train_dl, val_dl if cfg.validate_each_epoch else None)
-        probs = predict_probs(head, val_dl, device) if val_dl is not None else None
     else:
         pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
         dm = ImageDataModule(

@@ -23,6 +23,7 @@ class FeatureConfig:
     batch_size: int = 64
     chunk: int = 512  # images per committed shard: a killed extraction keeps every finished chunk
     progress: bool = True
+    probe: bool = False  # command=features: also train the configured head on the cached features and report accuracy
 
     @classmethod
     def from_dict(cls, d: dict | None) -> FeatureConfig:

@@ -74,4 +74,6 @@ def extract_views(
 def _progress(total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False, mininterval=0.5)
+    return tqdm(
+        total=total, desc=desc, unit="img", leave=False, mininterval=0.5, disable=None
+    )  # None: off when not a tty

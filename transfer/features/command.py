@@ -1,0 +1,135 @@
+"""`python -m transfer command=features`: extract (or find) the task's features, write the set manifest, optionally
+train the configured head on them (`features.probe=true`) to compare stages or views in seconds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from transfer.features.cache import FeatureCache
+from transfer.features.config import FeatureConfig
+from transfer.features.distributed import dist_info
+from transfer.features.key import set_digest
+from transfer.features.store import atomic_write, cache_error
+
+log = logging.getLogger("transfer.features")
+
+
+def features_command(cfg: dict, out_dir: Path) -> dict:
+    """Run the command on a plain config dict (the composed Hydra config); returns what it printed as a dict."""
+    from transfer.backbones.factory import create_backbone
+    from transfer.data.augment import AugmentConfig
+    from transfer.fit_pipeline import FitRequest, _load_task, pretrain_digits_source, train_config
+    from transfer.regimes import Regime, apply_regime
+
+    fcfg = FeatureConfig.from_dict(cfg.get("features"))
+    req = FitRequest(
+        backbone=cfg["backbone"],
+        data=cfg["data"],
+        head=cfg["head"],
+        trainer=cfg["trainer"],
+        augment=cfg["augment"],
+        regimes=[cfg["regime"]],
+        seeds=[int(cfg.get("seed", 0))],
+        source=cfg.get("source"),
+        out_dir=out_dir,
+        quiet=True,
+        features=cfg.get("features"),
+    )
+    train_cfg = train_config(req)
+    bb = req.backbone
+    weights = bb.get("weights")
+    if req.source and not weights and req.data.get("kind") == "digits":
+        weights, acc = pretrain_digits_source(req, train_cfg)  # seeded: the same weights, so the same cache key
+        print(f"source model: held-out accuracy {acc:.3f} -> {weights}")
+    backbone = create_backbone(
+        bb["name"], pretrained=bool(bb.get("pretrained", False)), weights=weights, **(bb.get("kwargs") or {})
+    )
+    apply_regime(backbone, Regime("frozen", frozen_stages=None, body_lr_factor=0.0))
+    task = _load_task(req, backbone.preprocessing)
+    augment = AugmentConfig(**{**req.augment, "crop_scale": tuple(req.augment.get("crop_scale", (0.35, 1.0)))})
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cache = FeatureCache(backbone, fcfg, device, augment)
+    views = list(dict.fromkeys(["center", *cache.views()]))  # evaluation always uses the centre view
+    start = time.perf_counter()
+    feats = cache.features(task.images, views)  # N x K x D
+    stats = cache.last
+    result = {
+        "images": len(task.images),
+        "views": views,
+        "dim": int(feats.shape[-1]),
+        "stage": cache.tap.stage,
+        "extracted": stats.extracted,
+        "hits": stats.hits,
+        "images_per_second": round(stats.images_per_second, 1),
+        "seconds": round(time.perf_counter() - start, 2),
+        "cache_dir": str(fcfg.directory()) if fcfg.enabled else None,
+    }
+    print(f"data: {task.description}")
+    print(
+        f"features: {len(task.images)} images x {len(views)} views ({', '.join(views)}) x {result['dim']} "
+        f"from {backbone.name} at stage {cache.tap.stage}; {stats.describe()}"
+    )
+    if fcfg.enabled and dist_info()[0] == 0:
+        result["manifest"] = str(write_set_manifest(fcfg, cache, task.images, views))
+        print(f"cache:    {result['manifest']}")
+    if fcfg.probe:
+        result["probe_accuracy"] = probe(cache, feats, task, views, req, train_cfg)
+        print(f"probe:    {req.head['name']} head on {task.eval_name}: accuracy {result['probe_accuracy']:.3f}")
+    (out_dir / "features.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def write_set_manifest(fcfg: FeatureConfig, cache: FeatureCache, images, views: list[str]) -> Path:
+    """The set's manifest (files by content + class map -> namespaces), written last, by rank 0 only."""
+    from transfer.features.key import pixel_digests
+
+    digests = pixel_digests(images.pixels)
+    labels = images.labels.tolist()
+    name = set_digest(digests, labels, list(images.classes))
+    path = fcfg.directory() / "sets" / f"{name}.json"
+    body = {
+        "classes": list(images.classes),
+        "names": list(images.names),
+        "labels": labels,
+        "digests": digests,
+        "namespaces": {v: cache.namespace(v)[0] for v in views},
+        "model": cache.model_key,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(json.dumps(body, indent=1).encode()))
+    except OSError as e:
+        raise cache_error(fcfg.directory(), f"write {path}", e) from None
+    return path
+
+
+def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req, train_cfg) -> float:
+    """Train the configured head on the cached features of the seed's split; accuracy on the held-out part."""
+    from transfer.heads import create_head
+    from transfer.regimes import Regime
+    from transfer.training import fit_head_on_features
+
+    train_views = [views.index(v) for v in cache.views()]
+    train_idx, eval_idx = task.split(req.seeds[0])
+    labels = task.images.labels
+    head = create_head(
+        req.head["name"], int(feats.shape[-1]), len(task.images.classes), **(req.head.get("params") or {})
+    )
+    cfg = type(train_cfg)(**{**train_cfg.__dict__, "seed": req.seeds[0], "validate_each_epoch": False})
+    torch.manual_seed(req.seeds[0])
+    probs = fit_head_on_features(
+        head,
+        Regime("frozen", frozen_stages=None, body_lr_factor=0.0),
+        feats[train_idx][:, train_views],
+        labels[train_idx],
+        feats[eval_idx][:, 0],
+        labels[eval_idx],
+        len(task.images.classes),
+        cfg,
+    )
+    return float((probs.argmax(1) == labels[eval_idx]).float().mean())
