@@ -68,12 +68,12 @@ def network_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
-def offline_error(tag: str, cache_dir: str) -> UserError:
+def offline_error(tag: str, cache_dir: str, fetch: str) -> UserError:
+    """The one-line error for missing hub weights with no network: the tag, the cache and the three fixes."""
     return UserError(
         f"cannot download pretrained weights {tag!r}: no network, and they are not in the cache {cache_dir}. "
-        f"Fix: pass a local file with backbone.weights=FILE.safetensors, or download on a machine with network "
-        f"(python -m transfer command=fit backbone.name={tag}) and copy {cache_dir} here, "
-        f"or train from scratch with backbone.pretrained=false."
+        f"Fix: pass a local file with backbone.weights=FILE.safetensors; or on a machine with network run "
+        f'`python -c "{fetch}"` and copy {cache_dir} here; or train from scratch with backbone.pretrained=false.'
     )
 
 
@@ -91,12 +91,13 @@ def _torch_hub_cached(url: str) -> bool:
     return os.path.exists(os.path.join(torch_hub_checkpoints_dir(), os.path.basename(urlparse(url).path)))
 
 
-def ensure_url_weights_reachable(tag: str, url: str) -> None:
+def ensure_url_weights_reachable(tag: str, url: str, fetch: str | None = None) -> None:
     """For weights torch.hub downloads from `url` (torchvision's): cached, or the host answers, or a UserError."""
     if _torch_hub_cached(url):
         return
     if not network_reachable(url):
-        raise offline_error(tag, torch_hub_checkpoints_dir())
+        fetch = fetch or f"import torch; torch.hub.load_state_dict_from_url('{url}')"
+        raise offline_error(tag, torch_hub_checkpoints_dir(), fetch)
 
 
 def ensure_timm_weights_reachable(name: str) -> None:
@@ -114,12 +115,13 @@ def ensure_timm_weights_reachable(name: str) -> None:
             "or backbone.weights=FILE."
         )
     full = f"{arch}.{tag or cfg.tag}" if (tag or cfg.tag) else arch
+    fetch = f"import timm; timm.create_model('{full}', pretrained=True)"
     if cfg.hf_hub_id:
         if _hf_cached(cfg.hf_hub_id):
             return
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         if not network_reachable(endpoint):
-            raise offline_error(full, hf_cache_dir())
+            raise offline_error(full, hf_cache_dir(), fetch)
         return
     if cfg.url:
-        ensure_url_weights_reachable(full, cfg.url)
+        ensure_url_weights_reachable(full, cfg.url, fetch)
