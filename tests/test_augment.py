@@ -136,3 +136,19 @@ def test_augment_preview_command_writes_png(tmp_path) -> None:
     assert (run_dir / "scan_report.json").is_file()
     with Image.open(png) as img:
         assert img.size == (4 * 224 + 5 * 2, 2 * 224 + 3 * 2) and img.mode == "RGB"
+
+
+def test_colour_shift_matches_torchvision_jitter() -> None:
+    from torchvision.transforms.v2 import functional as F
+
+    from transfer.data.augment import ColourShift, jitter_matrix
+
+    x = 0.3 + 0.3 * torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))  # no clamping in play
+    for b, c, s in [(1.1, 0.9, 1.2), (0.8, 1.2, 0.8)]:
+        ref = F.adjust_saturation(F.adjust_contrast(F.adjust_brightness(x, b), c), s)
+        mat, off = jitter_matrix(b, c, s, x.mean(dim=(1, 2)))
+        assert torch.allclose(torch.einsum("ij,jhw->ihw", mat, x) + off.view(3, 1, 1), ref, atol=1e-5)
+    out = ColourShift(0.3, 0.05, 0.1, (torch.ones(3) * 0.1, torch.eye(3)))(torch.rand(3, 8, 8))
+    assert out.shape == (3, 8, 8) and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    grey = ColourShift(0.3)(torch.full((1, 4, 4), 0.5))
+    assert grey.shape == (1, 4, 4)

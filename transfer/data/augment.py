@@ -105,6 +105,68 @@ class PCALighting(torch.nn.Module):
         return (img + shift.view(3, 1, 1)).clamp(0.0, 1.0)
 
 
+_GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def jitter_matrix(b: float, c: float, s: float, channel_means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's adjust_brightness(b) -> adjust_contrast(c) -> adjust_saturation(s) as (3 x 3, 3), unclamped."""
+    w = torch.tensor(_GREY)
+    m = float(w @ channel_means)  # mean grey level: contrast blends towards it
+    mat = c * b * (s * torch.eye(3) + (1 - s) * torch.outer(torch.ones(3), w))
+    return mat, torch.full((3,), (1 - c) * b * m)
+
+
+class ColourShift(torch.nn.Module):
+    """Brightness, contrast, saturation (torchvision's factor ranges), a hue turn and PCA lighting as ONE 3 x 3
+    colour matrix + offset per image: every one of these is linear in RGB, so composing them first costs one
+    pass over the pixels instead of five (torchvision's ColorJitter on tensors is the slowest step otherwise).
+    Hue turns in YIQ (linear) rather than HSV. Input and output: 3 x H x W float in [0, 1], clamped once."""
+
+    def __init__(
+        self,
+        jitter: float = 0.0,
+        hue: float = 0.0,
+        pca_std: float = 0.0,
+        pca: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.jitter, self.hue, self.pca_std = jitter, hue, pca_std if pca is not None else 0.0
+        eigval, eigvec = pca if pca is not None else (torch.zeros(3), torch.eye(3))
+        self.register_buffer("eigval", eigval.float())
+        self.register_buffer("eigvec", eigvec.float())
+
+    def matrix(self, channel_means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random (3 x 3 matrix, 3 offset) for an image with these per-channel means."""
+        j = self.jitter
+        b, c, s = (1.0 + (torch.rand(3) * 2 - 1) * j).tolist() if j else (1.0, 1.0, 1.0)
+        mat, offset = jitter_matrix(b, c, s, channel_means)
+        if self.hue:
+            theta = float((torch.rand(1) * 2 - 1) * self.hue) * 2 * torch.pi
+            rot = torch.tensor(
+                [
+                    [1.0, 0, 0],
+                    [0, torch.cos(torch.tensor(theta)), -torch.sin(torch.tensor(theta))],
+                    [0, torch.sin(torch.tensor(theta)), torch.cos(torch.tensor(theta))],
+                ]
+            )
+            turn = torch.linalg.inv(_YIQ) @ rot @ _YIQ
+            mat, offset = turn @ mat, turn @ offset
+        if self.pca_std:
+            offset = offset + self.eigvec @ (torch.randn(3) * self.pca_std * self.eigval)
+        return mat, offset
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:  # 3 x H x W float in [0, 1]
+        if img.shape[-3] != 3:
+            if not self.jitter:
+                return img
+            b, c = (1.0 + (torch.rand(2) * 2 - 1) * self.jitter).tolist()
+            return (c * b * img + (1 - c) * b * img.mean()).clamp_(0.0, 1.0)
+        mat, offset = self.matrix(img.mean(dim=(-2, -1)))
+        out = torch.addmm(offset.view(3, 1), mat, img.reshape(3, -1))  # 3 x HW
+        return out.clamp_(0.0, 1.0).view_as(img)
+
+
 def _normalise(pre: Preprocessing) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(pre.mean), std=list(pre.std))]
 
@@ -131,11 +193,9 @@ def build_train_transform(
     if cfg.rotation or cfg.shear:
         fill = [round(m * 255) for m in pre.mean]  # corners become the mean colour: zero after normalisation
         steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear or None, fill=fill))
-    if cfg.color_jitter or cfg.hue:
-        j, rgb = cfg.color_jitter, pre.channels == 3
-        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j if rgb else 0, hue=cfg.hue if rgb else 0))
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    if cfg.pca_noise and pca is not None:
-        steps.append(PCALighting(cfg.pca_noise, *pca))
+    pca_std = cfg.pca_noise if pca is not None else 0.0
+    if cfg.color_jitter or cfg.hue or pca_std:
+        steps.append(ColourShift(cfg.color_jitter, cfg.hue, pca_std, pca))
     steps.append(v2.Normalize(mean=list(pre.mean), std=list(pre.std)))
     return v2.Compose(steps)
