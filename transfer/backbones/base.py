@@ -102,6 +102,19 @@ class Backbone(nn.Module):
         """Pooled features plus auxiliary logits (training mode only; an empty list otherwise)."""
         return self(x), []
 
+    # -- weights files ----------------------------------------------------------------------------------------
+    def classifier_prefixes(self) -> tuple[str, ...] | None:
+        """State-dict prefixes (as this backbone names them) of the classifier its weights were trained with.
+
+        The wrapper drops that classifier, so a file's keys under these prefixes are ignored (the task's head
+        replaces them) while any other key the body lacks is an error. None: not declared, extra keys are ignored.
+        """
+        return None
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Convert a foreign key layout to this backbone's (e.g. torchvision VGG -> timm VGG); identity by default."""
+        return state
+
     # -- freezing ---------------------------------------------------------------------------------------------
     def freeze_stages(self, k: int | None) -> None:
         """Freeze the first k stages (None: all). Frozen norm layers stay in eval mode for good."""

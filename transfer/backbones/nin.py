@@ -65,6 +65,9 @@ class NetworkInNetwork(Backbone):
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         return features.mean(dim=(2, 3))  # N x 192: global average pooling, no fully connected layer
 
+    def classifier_prefixes(self) -> tuple[str, ...]:
+        return ()  # no classifier inside: every key of a NiN file belongs to the body
+
     def stages(self) -> list[Stage]:
         return [
             Stage(name, tuple(f"{name}.{p}" for p, _ in getattr(self, name).named_parameters()))

@@ -65,6 +65,21 @@ class TimmBackbone(Backbone):
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(features, pre_logits=True)  # N x num_features
 
+    def classifier_prefixes(self) -> tuple[str, ...]:
+        classifier = self.model.pretrained_cfg.get("classifier") or ()
+        names = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+        return tuple(f"model.{n}." for n in names)
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A torchvision-format VGG state dict (classifier.0/3/6) -> timm's layout (pre_logits convs, head.fc)."""
+        if type(self.model).__name__ == "VGG" and any(k.split(".")[-3:-2] == ["classifier"] for k in state):
+            from timm.models.vgg import _filter_fn
+
+            prefix = "model." if any(k.startswith("model.") for k in state) else ""
+            bare = _filter_fn({k.removeprefix(prefix): v for k, v in state.items()})
+            return {prefix + k: v for k, v in bare.items()}
+        return state
+
     def stages(self) -> list[Stage]:
         """timm's coarse `group_matcher` groups (stem, then one per block/stage), in forward order."""
         from timm.models import group_parameters

@@ -81,6 +81,9 @@ class AlexNetBackbone(Backbone):
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.classifier(features.flatten(1))  # N x 4096 (fc7, after ReLU)
 
+    def classifier_prefixes(self) -> tuple[str, ...]:
+        return ("model.classifier.6.",)
+
     def stages(self) -> list[Stage]:
         layers = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8"}
         layers |= {"conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4"}
@@ -143,6 +146,9 @@ class GoogLeNetBackbone(Backbone):
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats, aux = self._body(x, with_aux=self.training)
         return self.pool(feats), aux
+
+    def classifier_prefixes(self) -> tuple[str, ...]:
+        return ("model.fc.",)
 
     def aux_heads(self) -> list[AuxHead]:
         return [

@@ -108,8 +108,11 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, key: str 
     Keys of the classifier the file was trained with are ignored (the task's head replaces it); auxiliary heads
     that are absent from the file or sized for another task keep their fresh initialisation. Both are logged.
     """
-    state = _align(_normalise(read_state_dict(path, key)), backbone.state_dict())
     target = backbone.state_dict()
+    state = _normalise(read_state_dict(path, key))
+    if hasattr(backbone, "adapt_state_dict"):
+        state = backbone.adapt_state_dict(state)
+    state = _align(state, target)
     optional = _optional_keys(backbone, target)
     name = getattr(backbone, "name", type(backbone).__name__)
     if not (target.keys() & state.keys()):
@@ -118,22 +121,25 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, key: str 
             "Pick the matching backbone.name= or another file."
         )
     fits = {k for k in target.keys() & state.keys() if state[k].shape == target[k].shape}
+    declared = backbone.classifier_prefixes() if hasattr(backbone, "classifier_prefixes") else None
+    ignored = sorted(state.keys() - target.keys())
+    foreign = [] if declared is None else [k for k in ignored if not k.startswith(declared)]
     missing = sorted(target.keys() - state.keys() - optional)
     mismatched = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
         for k in sorted(target.keys() & state.keys() - optional)
         if k not in fits
     ]
-    if missing or mismatched:
-        lines = [f"missing {k}" for k in missing[:8]] + mismatched[:8]
-        more = len(missing) + len(mismatched) - len(lines)
+    if missing or mismatched or foreign:
+        lines = [f"missing {k}" for k in missing[:6]] + mismatched[:6] + [f"unexpected {k}" for k in foreign[:6]]
+        more = len(missing) + len(mismatched) + len(foreign) - len(lines)
         raise UserError(
-            f"{key}={path} does not fit backbone {name!r} ({len(missing)} missing, {len(mismatched)} mis-shaped: "
+            f"{key}={path} does not fit backbone {name!r} ({len(missing)} missing, {len(mismatched)} mis-shaped, "
+            f"{len(foreign)} unexpected: "
             + "; ".join(lines)
             + (f"; and {more} more" if more > 0 else "")
             + "). Weights of another architecture? Pick the matching backbone.name= or another file."
         )
-    ignored = sorted(state.keys() - target.keys())
     if ignored:
         log.info(
             "weights %s: %d keys not in the body (the source's classifier) ignored; the head is re-initialised: %s",

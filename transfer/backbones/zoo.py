@@ -65,3 +65,29 @@ def _register_own() -> None:
 for _arch, _description in TIMM_CLASSICS.items():
     _register_timm(_arch, _description)
 _register_own()
+
+
+PLUGINS_ENV = "TRANSFER_PLUGINS"  # comma-separated modules that register backbones/heads, for the CLI
+ENTRY_POINT_GROUP = "transfer.plugins"  # or an installed package's entry points in this group
+
+
+def load_plugins() -> None:
+    """Import the user's registering modules so `backbone.name=<theirs>` works from the CLI too."""
+    import importlib
+    import os
+    from importlib.metadata import entry_points
+
+    from transfer.errors import UserError
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(
+                f"{PLUGINS_ENV}={module}: cannot import it ({e}); put its folder on PYTHONPATH or run from there."
+            ) from None
+
+
+load_plugins()
