@@ -127,18 +127,23 @@ class FeatureCache:
         return torch.from_numpy(np.stack(out, axis=1))  # N x K x D
 
     def _fill(self, store, view, images, digests, rank, world_size, stats) -> dict:
+        self.extract_share(store, view, images, digests, rank, world_size, stats)
+        if world_size > 1:
+            barrier(world_size)  # every rank has committed its share; whatever a dead rank left, we extract
+            self.extract_share(store, view, images, digests, 0, 1, stats)
+        return store.index()
+
+    def extract_share(self, store, view, images, digests, rank: int, world_size: int, stats: CacheStats) -> None:
+        """Extract this rank's share (every world_size-th) of the digests missing from `store`, under its lock."""
+        order = {d: i for i, d in reversed(list(enumerate(digests)))}  # first occurrence of each digest
         with store.lock():
             index = store.index()  # another process may have finished while we waited
-            order = {d: i for i, d in reversed(list(enumerate(digests)))}  # first occurrence of each digest
-            missing = [d for d in order if d not in index]
-            mine = shard_for_rank(missing, rank, world_size)
+            mine = shard_for_rank([d for d in order if d not in index], rank, world_size)
             if mine:
                 start = time.perf_counter()
                 self._extract(store, view, images, [order[d] for d in mine], mine)
                 stats.seconds += time.perf_counter() - start
                 stats.extracted += len(mine)
-        barrier(world_size)
-        return store.index()
 
     def _extract(self, store, view: str, images: LabelledImages, rows: list[int], digests: list[str]) -> None:
         chunk = int(self.cfg.chunk)
