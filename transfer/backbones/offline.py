@@ -53,7 +53,10 @@ def early_offline_check(name: str) -> None:
     arch = name.partition(".")[0]
     if _cached_somewhere(arch) or reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
         return
-    tag = name if "." in name else f"{arch} (its default ImageNet tag)"
+    from transfer.backbones.default_tags import DEFAULT_TAGS  # stdlib-free table: names the exact weights
+
+    tag = f"{arch}.{DEFAULT_TAGS[arch]}" if "." not in name and arch in DEFAULT_TAGS else name
+    tag = tag if "." in tag else f"{arch} (its default ImageNet tag)"
     raise UserError(
         f"cannot download pretrained weights for {tag}: no network, and nothing for it in the caches "
         f"{hf_hub_cache()} or {torch_hub_checkpoints()}. Fix: backbone.weights=FILE.safetensors (a local file), "
