@@ -121,7 +121,10 @@ def test_single_class_is_an_error(tmp_path) -> None:
 def test_numeric_and_unicode_class_names(tmp_path) -> None:
     nfd = unicodedata.normalize("NFD", "café")
     make_image_folder(tmp_path, ("10", "2", "1", nfd), n_per_class=2)
+    (tmp_path / "stray.jpg").write_bytes(b"")
+    (tmp_path / ".DS_Store").write_bytes(b"")
     m = scan_image_folder(tmp_path)
+    assert m.ignored == {"file outside a class folder": 1, "system file (.DS_Store, Thumbs.db, ...)": 1}
     assert m.classes == ["1", "2", "10", "café"]
     assert all(unicodedata.is_normalized("NFC", c) for c in m.classes)
     assert json.loads(m.to_json())["classes"] == ["1", "2", "10", "café"]

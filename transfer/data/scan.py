@@ -94,6 +94,9 @@ class Manifest:
             lines.append("  ignored: " + ", ".join(f"{k} {n}" for k, n in sorted(self.ignored.items())))
         if self.notes:
             lines.append("  converted: " + ", ".join(f"{k} {n}" for k, n in sorted(self.notes.items())))
+        if self.duplicates:
+            n = sum(len(g) for g in self.duplicates)
+            lines.append(f"  identical files: {n} in {len(self.duplicates)} group(s) (kept on one side of any split)")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -223,9 +226,11 @@ def scan_image_folder(
     index = {c: i for i, c in enumerate(class_names)}
     ignored: Counter = Counter()
     for _, base in layout:  # .ipynb_checkpoints, .git, __MACOSX next to the classes: counted, never a class
-        ignored["hidden folder"] += sum(
-            1 for d in base.iterdir() if d.is_dir() and (_is_hidden(d.name) or d.name == "__MACOSX")
-        )
+        hidden = [d for d in base.iterdir() if d.is_dir() and (_is_hidden(d.name) or d.name == "__MACOSX")]
+        ignored["hidden folder"] += len(hidden)
+        for f in (f for f in base.iterdir() if f.is_file()):  # a README or a stray photo next to the class folders
+            reason = _ignore_reason(f.name)
+            ignored[reason if reason and not reason.startswith("unsupported") else "file outside a class folder"] += 1
     jobs: list[tuple[Path, int, str | None]] = []
     for split, base in layout:
         for cdir in _class_dirs(base):
@@ -247,7 +252,7 @@ def scan_image_folder(
         if store is not None:
             store(len(samples), prepared)
         samples.append(Sample(str(path), label, split, digest))
-    manifest = Manifest(str(root), class_names, samples, refused, dict(ignored), dict(notes))
+    manifest = Manifest(str(root), class_names, samples, refused, dict(+ignored), dict(notes))
     _check_classes(manifest, root)
     _check_duplicates(manifest)
     _check_balance(manifest)
