@@ -1,4 +1,8 @@
-"""The DataModule: in-RAM uint8 images -> augmented, normalised batches."""
+"""The DataModule: in-RAM uint8 images -> augmented, normalised batches.
+
+The pixels were decoded once (pixels.py); persistent workers augment tensors, so no epoch after the first
+touches a JPEG. An error in a worker names the image it came from.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ class ImageDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.num_workers > 0,  # workers (and their view of the pixel store) live across epochs
+            pin_memory=torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             drop_last=False,
         )

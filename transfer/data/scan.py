@@ -96,7 +96,8 @@ class Manifest:
             lines.append("  converted: " + ", ".join(f"{k} {n}" for k, n in sorted(self.notes.items())))
         if self.duplicates:
             n = sum(len(g) for g in self.duplicates)
-            lines.append(f"  identical files: {n} in {len(self.duplicates)} group(s) (kept on one side of any split)")
+            groups = len(self.duplicates)
+            lines.append(f"  identical files: {n} in {groups} group(s) (a seeded split keeps each group on one side)")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
