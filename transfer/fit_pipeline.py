@@ -186,6 +186,7 @@ def _load_task(req: FitRequest, pre) -> TaskData:
         bool(d.get("strict", False)),
         pre,
         req.out_dir,
+        ram_budget_mb=d.get("ram_budget_mb"),
     )
 
 
