@@ -153,3 +153,128 @@ def test_listing_rows_cover_the_registry():
     assert row["weights"] == ["IMAGENET1K_V1"]
     assert backbone_row("alexnet")["gflops"] == pytest.approx(2 * 0.714, rel=0.02)
     assert backbone_row("nin")["weights"] == []
+
+
+# -- a user's own backbone and head: the README example, verbatim ----------------------------------------------------
+
+USER_PLUGIN = '''
+import torch
+from torch import nn
+from transfer import Backbone, Preprocessing, Stage, register_backbone, register_head
+
+
+class TinyNet(Backbone):
+    """Two conv blocks and global average pooling: 32 features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.num_features = 32
+        self.preprocessing = Preprocessing(input_size=(3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block2(self.block1(x))  # N x 32 x 32 x 32
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        return features.mean(dim=(2, 3))  # N x 32
+
+    def stages(self) -> list[Stage]:
+        blocks = ("block1", "block2")
+        return [Stage(n, tuple(f"{n}.{p}" for p, _ in getattr(self, n).named_parameters())) for n in blocks]
+
+
+@register_backbone("tinynet", description="my two-block CNN")
+def tinynet(pretrained: bool = False, tag: str | None = None) -> TinyNet:
+    return TinyNet()  # its checkpoint comes with backbone.weights=tinynet.safetensors
+
+
+class CosineClassifier(nn.Module):
+    """Logits = scale x cosine(feature, class weight) (Chen et al. 2019, "A Closer Look at Few-shot Classification")."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 10.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, in_features) * 0.01)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
+
+
+@register_head("cosine")
+def cosine_head(in_features: int, num_classes: int, scale: float = 10.0) -> nn.Module:
+    return CosineClassifier(in_features, num_classes, scale)
+'''
+
+
+def write_user_plugin(folder) -> None:
+    (folder / "my_backbones.py").write_text(USER_PLUGIN, encoding="utf-8")
+
+
+def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
+    import importlib
+
+    from safetensors.torch import save_file
+
+    from tests.synthetic import write_image_folder
+    from transfer.fit_pipeline import FitRequest, run_fit
+
+    write_user_plugin(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = importlib.import_module("my_backbones")
+    torch.manual_seed(3)
+    source = plugin.TinyNet()
+    save_file(source.state_dict(), str(tmp_path / "tinynet.safetensors"))  # the user's own checkpoint
+    loaded = create_backbone("tinynet", weights=str(tmp_path / "tinynet.safetensors"))
+    assert torch.equal(loaded.block2[0].weight, source.block2[0].weight)
+    regimes = [
+        {"name": "frozen", "frozen_stages": None, "body_lr_factor": 0.0},
+        {"name": "partial", "frozen_stages": 1, "body_lr_factor": 0.1},
+        {"name": "full", "frozen_stages": 0, "body_lr_factor": 0.1},
+    ]
+    report = run_fit(
+        FitRequest(
+            backbone={"name": "tinynet", "pretrained": False, "weights": str(tmp_path / "tinynet.safetensors")},
+            data={"kind": "folder", "root": str(write_image_folder(tmp_path / "data", n=8)), "batch_size": 8},
+            head={"name": "cosine", "lr": 0.01, "params": {"scale": 5.0}},
+            trainer={"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+            augment={"mirror": False, "crop": "none", "crop_scale": [1.0, 1.0]},
+            regimes=regimes,
+            seeds=[0],
+            source=None,
+            out_dir=tmp_path / "run",
+            quiet=True,
+        )
+    )
+    assert list(report["table"]) == ["frozen", "partial", "full"]
+    params = {name: row["trainable_params"] for name, row in report["table"].items()}
+    head = 3 * 32  # the cosine head: one weight row per class, no bias
+    block2 = 16 * 32 * 9 + 32 + 2 * 32
+    assert params == {"frozen": head, "partial": head + block2, "full": head + block2 + 3 * 16 * 9 + 16 + 2 * 16}
+
+
+@pytest.mark.slow
+def test_user_backbone_from_the_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.synthetic import write_image_folder
+
+    write_user_plugin(tmp_path)
+    root = write_image_folder(tmp_path / "data", n=6)
+    env = {**os.environ, "TRANSFER_PLUGINS": "my_backbones", "PYTHONPATH": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    args = [
+        "backbone.name=tinynet",
+        "backbone.pretrained=false",
+        "recipe=cat_detector",
+        f"data.root={root}",
+        "head.name=cosine",
+    ]
+    args += ["regime=partial", "regime.frozen_stages=1", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "transfer", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = (tmp_path / "run" / "model" / "card.json").read_text()
+    assert '"backbone": "tinynet"' in card and '"name": "cosine"' in card
