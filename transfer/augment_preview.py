@@ -13,8 +13,13 @@ import torch
 from PIL import Image
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import AugmentConfig, augment_config, build_eval_transform, build_train_transform
-from transfer.data.augment import fit_pca_colour
+from transfer.data.augment import (
+    AugmentConfig,
+    augment_config,
+    build_eval_transform,
+    build_train_transform,
+    fit_pca_colour,
+)
 from transfer.data.labelled import LabelledImages
 
 PAD = 2  # white pixels between tiles and around the grid
@@ -87,7 +92,8 @@ def write_augment_preview(
         task = load_digits_task(list(data["classes"]), int(data["shots"]), pre)
     else:
         root = str(Path(str(data["root"])).expanduser())
-        task = load_folder_task(root, float(data.get("val_fraction", 0.2)), bool(data.get("strict", False)), pre, out_dir)
+        val_fraction, strict = float(data.get("val_fraction", 0.2)), bool(data.get("strict", False))
+        task = load_folder_task(root, val_fraction, strict, pre, out_dir, ram_budget_mb=data.get("ram_budget_mb"))
     train_idx, _ = task.split(seed)
     grid = render_preview(task.images.subset(train_idx), pre, cfg, rows, views, seed)
     path = out_dir / "augment_preview.png"
