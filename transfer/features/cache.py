@@ -115,10 +115,12 @@ class FeatureCache:
             store = self.store(view)
             stats.namespaces.append(self.namespace(view)[0])
             index = store.index()
-            found = sum(1 for d in digests if d in index)
-            stats.hits += found
-            if found < len(digests):
+            if any(d not in index for d in digests):
+                before = stats.extracted
                 index = self._fill(store, view, images, digests, rank, world_size, stats)
+                stats.hits += len(digests) - (stats.extracted - before)  # found, or committed by another process
+            else:
+                stats.hits += len(digests)
             out.append(store.read(digests, index) if digests else np.empty((0, 0), np.float32))
         self.last = stats
         log.info("%s", stats.describe())
