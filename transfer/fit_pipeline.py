@@ -11,6 +11,7 @@ import torch
 
 from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
+from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
 from transfer.features.config import FeatureConfig
 from transfer.regimes import Regime
@@ -171,6 +172,8 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
         ),
     )
     extra |= {"data": task.description, "eval_split": task.eval_name, "wall_seconds": time.perf_counter() - started}
+    if not is_rank_zero():  # DDP: rank 0 alone writes and reports (every rank evaluated the whole eval set)
+        return {}
     report = write_study_report(result, req.out_dir, task.images.classes, extra)
     print_summary(result, report, req.out_dir, task)
     return report

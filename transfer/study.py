@@ -15,6 +15,7 @@ import torch
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
+from transfer.distributed import is_rank_zero
 from transfer.heads import create_head
 from transfer.model_dir import save_model_dir
 from transfer.regimes import Regime
@@ -92,23 +93,25 @@ def run_study(
             cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
             fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
             metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
-            mdir = save_model_dir(
-                out_dir / run_name,
-                fitted.classifier,
-                backbone_name,
-                images.classes,
-                head_spec,
-                backbone_kwargs,
-                extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
-            )
+            mdir = out_dir / run_name
+            if is_rank_zero():
+                save_model_dir(
+                    mdir,
+                    fitted.classifier,
+                    backbone_name,
+                    images.classes,
+                    head_spec,
+                    backbone_kwargs,
+                    extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
+                )
             run = RunResult(regime.name, seed, metrics, fitted.seconds, fitted.trainable_params, str(mdir))
             result.runs.append(run)
-            if on_run:
+            if on_run and is_rank_zero():
                 on_run(run)
     table = result.table()
     best_regime = max(table, key=lambda k: table[k]["accuracy_mean"])
     result.best = max((r for r in result.runs if r.regime == best_regime), key=lambda r: r.metrics["accuracy"])
-    if not single:  # the best regime's best seed becomes the run's model
+    if not single and is_rank_zero():  # the best regime's best seed becomes the run's model
         shutil.copytree(result.best.model_dir, out_dir / "model", dirs_exist_ok=True)
     result.best_model_dir = str(out_dir / "model")
     return result
