@@ -97,3 +97,13 @@ def test_datamodule_batches(folder) -> None:
     x, y = next(iter(dm.train_dataloader()))
     assert tuple(x.shape) == (5, 3, 32, 32) and y.dtype == torch.long
     assert dm.num_classes == 3 and len(dm.val_dataloader().dataset) == 3
+
+
+def test_memmapped_store_feeds_persistent_workers(folder) -> None:
+    manifest, px = scan_and_decode(folder, PRE, ram_budget_mb=0)  # memory-mapped, shared with the forked worker
+    labels = torch.tensor([s.label for s in manifest.samples])
+    images = LabelledImages(px, labels, manifest.classes, manifest.paths())
+    loader = DataLoader(TransformDataset(images, torch.clone), batch_size=6, num_workers=1, persistent_workers=True)
+    for _ in range(2):
+        got = torch.cat([x for x, _ in loader])
+        assert torch.equal(got, px)
