@@ -218,3 +218,43 @@ def test_wrong_paths_and_formats(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(UserError, match="without model.safetensors"):
         create_backbone("nin", weights=str(tmp_path / "empty_dir"))
+
+
+@pytest.mark.slow  # four CLI start-ups (~10 s each here); the same inputs are checked in-process above
+def test_cli_bad_weights_files_exit_2_with_one_line(tmp_path):
+    """Through `python -m transfer`: pickled code (with the force-unsafe env set), another architecture, a truncated
+    file and an unknown backbone name each end in one `error:` line and exit code 2, never a traceback."""
+    import subprocess
+    import sys
+
+    from tests.synthetic import write_image_folder
+
+    root = write_image_folder(tmp_path / "cats", n=3)
+    marker = tmp_path / "pwned"
+    torch.save({"conv1.weight": _RunsCode(str(marker))}, tmp_path / "evil.pth")
+    save_file(fresh("lenet5", 0).state_dict(), str(tmp_path / "lenet.safetensors"))
+    save_file(fresh("nin", 0).state_dict(), str(tmp_path / "nin.safetensors"))
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "nin.safetensors").read_bytes()[:5000])
+    cases = {
+        "evil.pth": ("backbone.name=resnet18", "pickled code"),
+        "lenet.safetensors": ("backbone.name=resnet18", "none of its 8 tensors fit backbone 'resnet18'"),
+        "cut.safetensors": ("backbone.name=nin", "truncated"),
+        "nin.safetensors": ("backbone.name=resnet5O", "Did you mean: resnet50"),
+    }
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    for i, (file, (name, needle)) in enumerate(cases.items()):
+        args = ["recipe=cat_detector", f"data.root={root}", name, "backbone.pretrained=false"]
+        args += [f"backbone.weights={tmp_path / file}", f"hydra.run.dir={tmp_path / f'run{i}'}"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "transfer", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, proc.stderr[-1500:]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr[-1500:]
+        assert "Traceback" not in proc.stderr
+    assert not marker.exists()
