@@ -1,18 +1,21 @@
-"""Predict classes for image files with a model dir: file, class, probability."""
+"""Predict classes for image files with one model dir or an ensemble of them, optionally with multi-crop."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torchvision.transforms import v2
 
-from transfer.data.augment import build_eval_transform
+from transfer.backbones.base import Preprocessing
 from transfer.data.images import load_image
 from transfer.data.pixels import image_to_tensor, resize_center, store_size
 from transfer.data.scan import IMAGE_SUFFIXES, natural_key
+from transfer.ensemble import load_members
 from transfer.errors import UserError
-from transfer.model_dir import load_model_dir
+from transfer.tta import MultiCrop
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -34,39 +37,57 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(str(p)))
 
 
-@torch.inference_mode()
-def predict_files(model_dir: str | Path, images: str | Path, batch_size: int = 32) -> list[dict]:
-    """Rows of {file, class, probability} (the top class), plus every class's probability; unreadable files say so."""
-    classifier, card = load_model_dir(model_dir)
-    pre = classifier.backbone.preprocessing
-    tf = build_eval_transform(pre)
+def _decode(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
+    """Normalised stored squares (N x C x S x S) for the readable files, and an error (or None) per file."""
     side = store_size(pre)
-    classes = card["classes"]
-    rows: list[dict] = []
-    files = list_images(images)
-    for start in range(0, len(files), batch_size):
-        batch, kept = [], []
-        for f in files[start : start + batch_size]:
-            try:
-                img = load_image(f, channels=pre.channels, draft_size=(side, side))
-            except Exception as e:  # noqa: BLE001  -- one bad file must not stop the others
-                rows.append(
-                    {"file": str(f), "class": "", "probability": float("nan"), "error": f"{type(e).__name__}: {e}"}
-                )
-                continue
-            batch.append(tf(image_to_tensor(resize_center(img, side, pre.interpolation))))
-            kept.append(f)
-        if not batch:
+    norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
+    tensors, errors = [], []
+    for f in files:
+        try:
+            img = load_image(f, channels=pre.channels, draft_size=(side, side))
+        except Exception as e:  # noqa: BLE001  -- one unreadable file must not stop the others
+            errors.append(f"{type(e).__name__}: {e}")
             continue
-        probs = torch.softmax(classifier(torch.stack(batch)), dim=1)  # B x num_classes
-        for f, p in zip(kept, probs, strict=True):
-            top = int(p.argmax())
+        tensors.append(norm(image_to_tensor(resize_center(img, side, pre.interpolation))))
+        errors.append(None)
+    return (torch.stack(tensors) if tensors else None), errors
+
+
+@torch.inference_mode()
+def predict_files(
+    model: str | Path | Sequence[str | Path], images: str | Path, tta: str = "center", batch_size: int = 32
+) -> list[dict]:
+    """Rows of {file, class, probability, p_<class>...}: the mean over ensemble members and crops.
+
+    An unreadable file gets a row with its error instead of stopping the run.
+    """
+    dirs = [model] if isinstance(model, str | Path) else list(model)
+    members, classes = load_members(dirs)
+    files = list_images(images)
+    rows: list[dict] = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        probs, errors = None, None
+        for classifier, card in members:
+            pre = Preprocessing.from_dict(card["preprocessing"])
+            x, errors = _decode(chunk, pre)
+            if x is None:
+                break
+            p = MultiCrop(classifier, pre.size, tta)(x)  # B x num_classes
+            probs = p if probs is None else probs + p
+        ok = iter((probs / len(members)).tolist()) if probs is not None else iter(())
+        for f, err in zip(chunk, errors or [], strict=True):
+            if err:
+                rows.append({"file": str(f), "class": "", "probability": float("nan"), "error": err})
+                continue
+            p = next(ok)
+            top = max(range(len(classes)), key=p.__getitem__)
             rows.append(
                 {
                     "file": str(f),
                     "class": classes[top],
-                    "probability": float(p[top]),
-                    **{f"p_{c}": float(v) for c, v in zip(classes, p.tolist(), strict=True)},
+                    "probability": p[top],
+                    **{f"p_{c}": v for c, v in zip(classes, p, strict=True)},
                 }
             )
     return rows

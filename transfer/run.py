@@ -127,16 +127,22 @@ def _regime_cfg(cfg: DictConfig, name: str) -> dict:
 
 def predict(cfg: DictConfig) -> None:
     if not cfg.get("model") or not cfg.get("images"):
-        raise UserError("command=predict needs model=<run dir>/model and images=<file or folder>.")
+        raise UserError(
+            "command=predict needs model=<run dir>/model (or a list, an ensemble) and images=<file or folder>."
+        )
     from transfer.predict import predict_files, write_csv
 
-    rows = predict_files(cfg.model, cfg.images)
+    model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
+    rows = predict_files(model, str(cfg.images), tta=str(cfg.get("tta", "center")))
     out = write_csv(rows, output_dir() / "predictions.csv")
-    width = max(len(Path(r["file"]).name) for r in rows)
-    for r in rows:
+    root = Path(str(cfg.images)).expanduser()
+    names = [str(Path(r["file"]).relative_to(root)) if root.is_dir() else Path(r["file"]).name for r in rows]
+    width = max(len(n) for n in names)
+    for name, r in zip(names, rows, strict=True):
         what = f"{r['class']:<12} {r['probability']:.3f}" if not r.get("error") else f"unreadable: {r['error']}"
-        print(f"{Path(r['file']).name:<{width}}  {what}")
-    print(f"\n{len(rows)} predictions written to {out}")
+        print(f"{name:<{width}}  {what}")
+    members = f"an ensemble of {len(model)} models" if isinstance(model, list) else "1 model"
+    print(f"\n{len(rows)} images, {members}, tta={cfg.get('tta', 'center')}: predictions written to {out}")
 
 
 def backbones(cfg: DictConfig) -> None:
