@@ -83,3 +83,20 @@ def test_an_unreadable_file_gets_a_row_with_its_error(tmp_path):
     broken = [r for r in rows if r["file"].endswith("broken.jpg")]
     assert len(broken) == 1 and broken[0]["class"] == "" and "UnidentifiedImageError" in broken[0]["error"]
     assert all(r["class"] in ("misty", "neither", "tigger") for r in rows if r is not broken[0])
+
+
+def test_evaluate_scores_the_held_out_split_and_writes_the_report(tmp_path):
+    import json
+
+    from transfer.evaluate import evaluate_folder
+
+    write_image_folder(tmp_path / "data" / "train", n=2)
+    write_image_folder(tmp_path / "data" / "val", n=4, seed=1)
+    m = evaluate_folder(_model_dir(tmp_path / "m", 0), tmp_path / "data", tmp_path / "out", tta="flip")
+    assert (m["split"], m["n"], m["tta"]) == ("val", 12, "flip")
+    assert sum(map(sum, m["confusion"])) == 12 and [sum(r) for r in m["confusion"]] == [4, 4, 4]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+    assert (tmp_path / "out" / "confusion.png").is_file() and (tmp_path / "out" / "predictions.csv").is_file()
+    write_image_folder(tmp_path / "other", classes=("misty", "wolf"), n=2)
+    with pytest.raises(UserError, match=r"\['wolf'\] are not classes of the model"):
+        evaluate_folder(_model_dir(tmp_path / "m", 0), tmp_path / "other", tmp_path / "out2")

@@ -61,9 +61,16 @@ def predict_files(
 
     An unreadable file gets a row with its error instead of stopping the run.
     """
+    return predict_paths(model, list_images(images), tta, batch_size)
+
+
+@torch.inference_mode()
+def predict_paths(
+    model: str | Path | Sequence[str | Path], files: Sequence[Path], tta: str = "center", batch_size: int = 32
+) -> list[dict]:
+    """`predict_files` for an explicit list of files, in that order."""
     dirs = [model] if isinstance(model, str | Path) else list(model)
     members, classes = load_members(dirs)
-    files = list_images(images)
     rows: list[dict] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]

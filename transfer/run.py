@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transfer.errors import UserError
 
 log = logging.getLogger("transfer")
-COMMANDS = ("fit", "predict", "backbones", "features", "augment-preview")
+COMMANDS = ("fit", "predict", "evaluate", "backbones", "features", "augment-preview")
 
 
 def plain(node) -> dict | list | None:
@@ -31,6 +31,7 @@ def dispatch(cfg: DictConfig) -> None:
     handlers = {
         "fit": fit,
         "predict": predict,
+        "evaluate": evaluate,
         "backbones": backbones,
         "features": features,
         "augment-preview": augment_preview,
@@ -143,6 +144,25 @@ def predict(cfg: DictConfig) -> None:
         print(f"{name:<{width}}  {what}")
     members = f"an ensemble of {len(model)} models" if isinstance(model, list) else "1 model"
     print(f"\n{len(rows)} images, {members}, tta={cfg.get('tta', 'center')}: predictions written to {out}")
+
+
+def evaluate(cfg: DictConfig) -> None:
+    if not cfg.get("model") or cfg.data.get("kind") != "folder" or cfg.data.get("root") in (None, "???"):
+        raise UserError(
+            "command=evaluate needs model=<model dir> (or a list) and data=folder data.root=<labelled folder>."
+        )
+    _check_data_early(plain(cfg.data))
+    from transfer.evaluate import evaluate_folder
+
+    model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
+    m = evaluate_folder(model, Path(str(cfg.data.root)).expanduser(), output_dir(), str(cfg.get("tta", "center")))
+    print(
+        f"{m['n']} images ({m['split']}), tta={m['tta']}: accuracy {m['accuracy']:.3f}, "
+        f"balanced accuracy {m['balanced_accuracy']:.3f}, macro F1 {m['f1_macro']:.3f}"
+    )
+    for c, pr in m["per_class"].items():
+        print(f"  {c:<16} precision {pr['precision']:.3f}  recall {pr['recall']:.3f}")
+    print(f"report: {output_dir() / 'metrics.json'} (confusion.png, predictions.csv beside it)")
 
 
 def backbones(cfg: DictConfig) -> None:
