@@ -26,3 +26,19 @@ def run_cli(tmp_path):
         )
 
     return _run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_caches(tmp_path_factory):
+    """Feature, hub and torch caches live in a temporary folder: tests never read or fill the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    os.environ["TORCH_HOME"] = str(cache / "torch")
+    os.environ["HF_HOME"] = str(cache / "huggingface")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
