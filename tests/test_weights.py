@@ -95,6 +95,11 @@ def test_googlenet_chain_transfer_reinitialises_task_sized_aux_heads(tmp_path, c
     assert target.model.aux1.fc2.out_features == 1000  # kept its fresh init; reset_aux_heads sizes it for the task
     assert_same_body(source, target, skip=("model.aux1.fc2.", "model.aux2.fc2."))
     assert "auxiliary-head tensors re-initialised" in caplog.text and "model.aux1.fc2.weight" in caplog.text
+    from transfer.model_dir import load_model_dir  # predict's path: the task-sized side heads load as saved
+
+    classifier, card = load_model_dir(model_dir)
+    assert classifier.backbone.model.aux2.fc2.out_features == 3
+    assert_same_body(source, classifier.backbone)
 
 
 def test_torchvision_format_state_dicts_load(tmp_path, caplog):

@@ -68,6 +68,7 @@ def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, di
 
     card = read_card(path, key)
     backbone = create_backbone(card["backbone"], pretrained=False, **card.get("backbone_kwargs", {}))
+    backbone.reset_aux_heads(len(card["classes"]))  # GoogLeNet / Inception v3 saved their task-sized side heads
     head_cfg = dict(card["head"])
     head = create_head(head_cfg.pop("name"), card["num_features"], len(card["classes"]), **head_cfg)
     classifier = Classifier(backbone, head)
