@@ -3,11 +3,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Feature, hub and torch caches live in a temporary folder, set before any test module imports huggingface_hub
+# (which reads these at import): tests never read or fill the user's ~/.cache.
+_CACHE = Path(tempfile.mkdtemp(prefix="transfer-tests-cache-"))
+os.environ["XDG_CACHE_HOME"] = str(_CACHE)
+os.environ["TORCH_HOME"] = str(_CACHE / "torch")
+os.environ["HF_HOME"] = str(_CACHE / "huggingface")
+os.environ.pop("HF_HUB_CACHE", None)
 
 
 @pytest.fixture
@@ -26,19 +35,3 @@ def run_cli(tmp_path):
         )
 
     return _run
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_caches(tmp_path_factory):
-    """Feature, hub and torch caches live in a temporary folder: tests never read or fill the user's ~/.cache."""
-    cache = tmp_path_factory.mktemp("xdg-cache")
-    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME")}
-    os.environ["XDG_CACHE_HOME"] = str(cache)
-    os.environ["TORCH_HOME"] = str(cache / "torch")
-    os.environ["HF_HOME"] = str(cache / "huggingface")
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
