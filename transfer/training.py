@@ -134,9 +134,11 @@ def fit_classifier(
             )
         cache = FeatureCache(backbone, replace(features, progress=features.progress and not quiet), device, augment)
         feats = cache.features(train)  # N x K x D: no backbone in the loop from here on
-        summary = cache.last.describe()
         val_feats = cache.features(val, ["center"])[:, 0] if val is not None and len(val) else None  # N_val x D
-        log.info("frozen regime: %s (views: %s)", summary, ", ".join(cache.views()))
+        log.info(
+            "frozen regime: the head trains on %s cached features, no backbone in the loop",
+            "x".join(str(n) for n in feats.shape),
+        )
         probs = fit_head_on_features(
             head, regime, feats, train.labels, val_feats, val.labels if val else None, len(train.classes), cfg, trainer
         )
