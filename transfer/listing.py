@@ -39,7 +39,11 @@ def body_params(backbone) -> int:
 def backbone_row(name: str) -> dict:
     """One row of the table; the backbone is built on the meta device without weights."""
     spec = get_spec(name)
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            b = create_backbone(name, pretrained=False)
+    except Exception as e:  # a user's builder may not run on the meta device (e.g. it reads a file): build for real
+        log.debug("backbone %s: not buildable on the meta device (%s); building on CPU", name, e)
         b = create_backbone(name, pretrained=False)
     pre = b.preprocessing
     try:
@@ -65,6 +69,12 @@ def backbone_rows() -> list[dict]:
     return [backbone_row(name) for name in list_backbones()]
 
 
+def hub_caches() -> str:
+    from transfer.backbones.hub import hf_cache_dir, torch_hub_checkpoints_dir
+
+    return f"timm (Hugging Face) {hf_cache_dir()}, torchvision (torch.hub) {torch_hub_checkpoints_dir()}"
+
+
 def print_backbone_table() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -73,7 +83,8 @@ def print_backbone_table() -> None:
         title="registered backbones (any other timm model works by name too: backbone.name=<timm name>)",
         caption="* without auxiliary heads and classifier. GFLOPs: one image at the input size, "
         "a multiply-add counted as 2 (torchvision's 'GOPS' x 2). "
-        "Pick weights with backbone.weights=<tag>; the first tag is the default.",
+        "Pick weights with backbone.weights=<tag>; the first tag is the default. "
+        f"Hub caches: {hub_caches()}.",
     )
     for col in ("name", "source", "params (M)*", "GFLOPs", "input", "features", "stages", "aux heads"):
         table.add_column(col, justify="left" if col in ("name", "source", "input") else "right")

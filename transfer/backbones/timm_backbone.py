@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from transfer.backbones.base import NORM_TYPES, Backbone, Preprocessing, Stage
 from transfer.backbones.registry import BackboneSpec, split_tag
 from transfer.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def preprocessing_from_timm(model: nn.Module) -> Preprocessing:
@@ -115,8 +119,8 @@ def check_timm_tag(arch: str, tag: str | None) -> None:
     tags = timm_tags(arch)
     if tag and tag not in tags:
         raise UserError(
-            f"backbone={arch}.{tag}: timm has no weights tagged {tag!r} for {arch}; "
-            f"choose one of {', '.join(tags) or '(none: use backbone.pretrained=false)'}."
+            f"backbone weights {tag!r}: not a file or folder here, and timm has no weights tagged {tag!r} for {arch}; "
+            f"give a weights file, or a tag: {', '.join(tags) or '(none: use backbone.pretrained=false)'}."
         )
 
 
@@ -132,9 +136,16 @@ def create_timm_model(arch: str, pretrained: bool, tag: str | None, **kwargs) ->
 
         ensure_timm_weights_reachable(full)
     try:
-        return timm.create_model(full, pretrained=pretrained, **kwargs)
+        model = timm.create_model(full, pretrained=pretrained, **kwargs)
     except TypeError as e:
         raise UserError(f"backbone.kwargs: {arch} does not accept these arguments ({e}).") from None
+    if pretrained:
+        from transfer.backbones.hub import hf_cache_dir
+
+        log.info(
+            "backbone %s: pretrained weights %s (hub cache %s)", arch, model.pretrained_cfg.get("tag"), hf_cache_dir()
+        )
+    return model
 
 
 def build_timm(name: str, pretrained: bool = False, tag: str | None = None, **kwargs) -> TimmBackbone:

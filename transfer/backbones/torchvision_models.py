@@ -6,6 +6,7 @@ torchvision loads with a `model.` prefix) and take preprocessing from the weight
 
 from __future__ import annotations
 
+import logging
 import pickle
 import warnings
 
@@ -15,6 +16,7 @@ from torch import nn
 from transfer.backbones.base import AuxHead, Backbone, Preprocessing, Stage
 from transfer.errors import UserError
 
+log = logging.getLogger(__name__)
 GOOGLENET_AUX_WEIGHT = 0.3  # Szegedy et al. 2014, sec. 5: "their loss is added to the total loss ... weight 0.3"
 
 
@@ -25,7 +27,8 @@ def weights_enum(enum_cls, tag: str | None):
         return enum_cls[tag or "DEFAULT"]
     except KeyError:
         raise UserError(
-            f"backbone weights tag {tag!r}: torchvision has {', '.join(names)} for this architecture."
+            f"backbone weights {tag!r}: not a file or folder here, and torchvision has no such weights for this "
+            f"architecture; give a weights file, or a tag: {', '.join(names)}."
         ) from None
 
 
@@ -45,15 +48,14 @@ def preprocessing_from_weights(weights, input_size: int | None = None) -> Prepro
 
 def tv_pretrained_state(weights, arch: str) -> dict[str, torch.Tensor]:
     """The state dict behind a torchvision weights entry, from torch.hub's cache or a (checked-first) download."""
-    from transfer.backbones.hub import ensure_url_weights_reachable
+    from transfer.backbones.hub import ensure_url_weights_reachable, torch_hub_checkpoints_dir
 
     fetch = f"import torchvision; torchvision.models.{arch}(weights='{weights.name}')"
     ensure_url_weights_reachable(f"{arch}.{weights.name}", weights.url, fetch)
+    log.info("backbone %s: pretrained weights %s (torch.hub cache %s)", arch, weights.name, torch_hub_checkpoints_dir())
     try:  # weights_only=True: torch.hub's default (False) would run whatever code a tampered cache file carries
         return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        from transfer.backbones.hub import torch_hub_checkpoints_dir
-
         raise UserError(
             f"pretrained weights {arch}.{weights.name}: the cached file in {torch_hub_checkpoints_dir()} is unreadable "
             f"or not plain tensors ({str(e).splitlines()[0]}); delete it to download again."
