@@ -179,7 +179,9 @@ def build_eval_transform(pre: Preprocessing) -> v2.Compose:
 def build_train_transform(
     pre: Preprocessing, cfg: AugmentConfig, pca: tuple[torch.Tensor, torch.Tensor] | None = None
 ) -> v2.Compose:
-    """Geometry and colour on uint8 (cheap), then float, PCA lighting and normalisation; output C x H x W float."""
+    """Crop and mirror on uint8 (cheap), then float: one fused colour step, normalisation, rotation/shear.
+
+    Output: C x H x W float, normalised."""
     size = list(pre.size)
     steps: list = []
     if cfg.crop == "resized":
@@ -190,12 +192,12 @@ def build_train_transform(
         steps.append(v2.CenterCrop(size))
     if cfg.mirror:
         steps.append(v2.RandomHorizontalFlip())
-    if cfg.rotation or cfg.shear:
-        fill = [round(m * 255) for m in pre.mean]  # corners become the mean colour: zero after normalisation
-        steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear or None, fill=fill))
     steps.append(v2.ToDtype(torch.float32, scale=True))
     pca_std = cfg.pca_noise if pca is not None else 0.0
     if cfg.color_jitter or cfg.hue or pca_std:
         steps.append(ColourShift(cfg.color_jitter, cfg.hue, pca_std, pca))
     steps.append(v2.Normalize(mean=list(pre.mean), std=list(pre.std)))
+    if cfg.rotation or cfg.shear:  # after normalising: corners fill with 0, the mean colour, with no mask pass
+        bilinear = v2.InterpolationMode.BILINEAR
+        steps.append(v2.RandomAffine(degrees=cfg.rotation, shear=cfg.shear or None, interpolation=bilinear))
     return v2.Compose(steps)
