@@ -253,6 +253,33 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
     assert params == {"frozen": head, "partial": head + block2, "full": head + block2 + 3 * 16 * 9 + 16 + 2 * 16}
 
 
+def test_real_lightning_checkpoint_gives_its_backbone_weights(tmp_path):
+    """A checkpoint Lightning wrote while fine-tuning (weights_only=True loads it) chains into a new backbone."""
+    from tests.synthetic import write_image_folder
+    from transfer.data.augment import AugmentConfig
+    from transfer.data.labelled import LabelledImages
+    from transfer.data.pixels import decode_files
+    from transfer.data.scan import scan_image_folder
+    from transfer.heads import create_head
+    from transfer.regimes import Regime
+    from transfer.training import TrainConfig, fit_classifier
+
+    backbone = create_backbone("nin", pretrained=False)
+    manifest = scan_image_folder(str(write_image_folder(tmp_path / "data", n=4)))
+    pixels = decode_files([s.path for s in manifest.samples], backbone.preprocessing)
+    labels = torch.tensor([s.label for s in manifest.samples])
+    images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
+    cfg = TrainConfig(max_epochs=1, batch_size=4, trainer={"accelerator": "cpu", "devices": 1})
+    head = create_head("softmax", backbone.num_features, 3)
+    fitted = fit_classifier(
+        backbone, head, Regime("full", frozen_stages=0), images, None, AugmentConfig(), cfg, tmp_path / "fit", True
+    )
+    (ckpt,) = (tmp_path / "fit").rglob("*.ckpt")
+    chained = create_backbone("nin", weights=str(ckpt))
+    trained = fitted.classifier.backbone.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in chained.state_dict().items())
+
+
 @pytest.mark.slow
 def test_user_backbone_from_the_cli(tmp_path):
     import os
