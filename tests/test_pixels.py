@@ -107,3 +107,18 @@ def test_memmapped_store_feeds_persistent_workers(folder) -> None:
     for _ in range(2):
         got = torch.cat([x for x, _ in loader])
         assert torch.equal(got, px)
+
+
+def test_bench_data_pipeline_prints_one_json_line(capsys) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "data_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_data_pipeline", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--images", "12", "--epochs", "2", "--workers", "0", "--batch-size", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1]) == result and "ratio" in " ".join(result)
+    assert result["images"] == 12 and len(result["ours_epoch_s"]) == len(result["baseline_epoch_s"]) == 2
