@@ -305,3 +305,11 @@ def test_user_backbone_from_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = (tmp_path / "run" / "model" / "card.json").read_text()
     assert '"backbone": "tinynet"' in card and '"name": "cosine"' in card
+
+
+def test_plugin_module_that_cannot_be_imported_is_a_user_error(monkeypatch):
+    from transfer.backbones.zoo import PLUGINS_ENV, load_plugins
+
+    monkeypatch.setenv(PLUGINS_ENV, "no_such_plugin_module")
+    with pytest.raises(UserError, match="TRANSFER_PLUGINS=no_such_plugin_module: cannot import it"):
+        load_plugins()
