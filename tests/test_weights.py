@@ -173,6 +173,7 @@ def test_pickled_code_never_runs_even_when_forced(tmp_path, monkeypatch, zipped)
     assert not marker.exists()
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg and "pickled code" in msg and ".safetensors" in msg
+    assert "system" in msg and "weights_only" not in msg  # names what it wanted; never advises the unsafe load
 
 
 def test_plain_pickle_is_refused(tmp_path):

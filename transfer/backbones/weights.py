@@ -48,12 +48,19 @@ def _read_model_dir(path: Path, key: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 
+def _pickle_reason(e: Exception) -> str:
+    """The line of torch's refusal that names what the pickle wanted (its first line advises weights_only=False)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "global" in line]
+    return (named or lines or ["unknown reason"])[0].rstrip(".")
+
+
 def _read_pickle(path: Path, key: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise UserError(
-            f"{key}={path}: refused to load: the file holds pickled code, not only tensors ({str(e).splitlines()[0]}). "
+            f"{key}={path}: refused to load: the file holds pickled code, not only tensors ({_pickle_reason(e)}). "
             "Re-save it as .safetensors from a trusted environment."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
