@@ -120,7 +120,10 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     extra: dict = {"backbone": name}
     if req.source:
         if req.data.get("kind") != "digits":
-            raise UserError("source: pretraining a source model is implemented for data=digits only.")
+            raise UserError(
+                "source: pretraining a source model is implemented for data=digits only; the digits recipe sets it: "
+                "add source=null, or start from recipe=cat_detector for an image folder."
+            )
         t = time.perf_counter()
         weights, acc = pretrain_digits_source(req, train_cfg)
         extra["source"] = {

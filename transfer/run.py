@@ -179,7 +179,7 @@ def features(cfg: DictConfig) -> None:
 
 
 def augment_preview(cfg: DictConfig) -> None:
-    """A PNG grid of augmented training samples (data, backbone and augment as for fit; +preview.rows/views)."""
+    """A PNG grid of augmented training samples (data, backbone and augment as for fit; preview.rows/views)."""
     from transfer.augment_preview import write_augment_preview
 
     opts = plain(cfg.get("preview")) or {}
