@@ -7,11 +7,12 @@ seconds importing torch and timm to tell a user with no network what to do.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 from transfer.errors import UserError
+
+TORCHVISION_ARCHS = ("alexnet", "googlenet")  # weights from download.pytorch.org, not the Hugging Face hub
+TORCHVISION_HOST = "https://download.pytorch.org"
 
 
 def hf_hub_cache() -> Path:
@@ -28,18 +29,6 @@ def torch_hub_checkpoints() -> Path:
     return home / "hub" / "checkpoints"
 
 
-def reachable(url: str, timeout: float = 2.0) -> bool:
-    """One TCP connect, no retries; HF_HUB_OFFLINE=1 means offline."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _cached_somewhere(arch: str) -> bool:
     hf = hf_hub_cache()
     if hf.is_dir() and any(hf.glob(f"models--timm--{arch}.*")) or hf.is_dir() and any(hf.glob(f"models--timm--{arch}")):
@@ -50,10 +39,13 @@ def _cached_somewhere(arch: str) -> bool:
 
 def early_offline_check(name: str) -> None:
     """Raise the offline UserError if hub weights for `name` cannot be had: no network and no cached copy."""
-    arch = name.partition(".")[0]
-    if _cached_somewhere(arch) or reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
-        return
     from transfer.backbones.default_tags import DEFAULT_TAGS  # stdlib-free table: names the exact weights
+    from transfer.backbones.hub import network_reachable  # no torch import there either
+
+    arch = name.partition(".")[0]
+    host = TORCHVISION_HOST if arch in TORCHVISION_ARCHS else os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if _cached_somewhere(arch) or network_reachable(host):
+        return
 
     tag = f"{arch}.{DEFAULT_TAGS[arch]}" if "." not in name and arch in DEFAULT_TAGS else name
     tag = tag if "." in tag else f"{arch} (its default ImageNet tag)"
