@@ -1,16 +1,27 @@
-"""Backbones: a registry of named bodies behind one contract (see `base.Backbone`)."""
+"""Backbones: a registry of named bodies behind one contract (see `base.Backbone`).
 
-from transfer.backbones.base import AuxHead, Backbone, Preprocessing, Stage
-from transfer.backbones.factory import create_backbone
-from transfer.backbones.registry import get_spec, list_backbones, register_backbone
+Names load lazily so that `transfer.backbones.offline` (the CLI's early check) does not import torch.
+"""
 
-__all__ = [
-    "AuxHead",
-    "Backbone",
-    "Preprocessing",
-    "Stage",
-    "create_backbone",
-    "get_spec",
-    "list_backbones",
-    "register_backbone",
-]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "AuxHead": "transfer.backbones.base",
+    "Backbone": "transfer.backbones.base",
+    "Preprocessing": "transfer.backbones.base",
+    "Stage": "transfer.backbones.base",
+    "create_backbone": "transfer.backbones.factory",
+    "get_spec": "transfer.backbones.registry",
+    "list_backbones": "transfer.backbones.registry",
+    "register_backbone": "transfer.backbones.registry",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'transfer.backbones' has no attribute {name!r}")
