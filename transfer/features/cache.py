@@ -115,7 +115,7 @@ class FeatureCache:
             store = self.store(view)
             stats.namespaces.append(self.namespace(view)[0])
             index = store.index()
-            if any(d not in index for d in digests):
+            if world_size > 1 or any(d not in index for d in digests):  # every rank meets the same barriers
                 before = stats.extracted
                 index = self._fill(store, view, images, digests, rank, world_size, stats)
                 stats.hits += len(digests) - (stats.extracted - before)  # found, or committed by another process
@@ -137,7 +137,9 @@ class FeatureCache:
 
     def extract_share(self, store, view, images, digests, rank: int, world_size: int, stats: CacheStats) -> None:
         """Extract this rank's share (every world_size-th) of the digests missing from `store`, under its lock."""
-        order = {d: i for i, d in reversed(list(enumerate(digests)))}  # first occurrence of each digest
+        order: dict[str, int] = {}
+        for i, d in enumerate(digests):
+            order.setdefault(d, i)  # the first row holding each digest
         with store.lock():
             index = store.index()  # another process may have finished while we waited
             mine = shard_for_rank([d for d in order if d not in index], rank, world_size)
