@@ -176,8 +176,9 @@ def main() -> None:
     }
     print(
         f"feature cache: {args.images} images, {args.epochs} epochs, resnet18@{args.size}px: end to end "
-        f"{result['end_to_end_speedup']}x (totals {result['end_to_end_speedup_totals']}x) faster than the naive frozen loop ({naive_total:.1f}s vs "
-        f"{cached_total:.1f}s), per warm epoch {result['warm_epoch_speedup']}x; extraction "
+        f"{result['end_to_end_speedup']}x (totals {result['end_to_end_speedup_totals']}x) faster than the naive "
+        f"frozen loop ({naive_total:.1f}s vs {cached_total:.1f}s), per warm epoch {result['warm_epoch_speedup']}x; "
+        "extraction "
         f"{extract_ips:.0f} images/s = {extract_ratio:.2f}x the raw forward ({raw_ips:.0f} images/s)",
         file=sys.stderr,
     )
