@@ -46,6 +46,7 @@ def features_command(cfg: dict, out_dir: Path) -> dict:
     if req.source and not weights and req.data.get("kind") == "digits":
         weights, acc = pretrain_digits_source(req, train_cfg)  # seeded: the same weights, so the same cache key
         print(f"source model: held-out accuracy {acc:.3f} -> {weights}")
+    torch.manual_seed(req.seeds[0])  # random (un-pretrained) weights: the same seed, the same weights, a cache hit
     backbone = create_backbone(
         bb["name"], pretrained=bool(bb.get("pretrained", False)), weights=weights, **(bb.get("kwargs") or {})
     )
