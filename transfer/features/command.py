@@ -81,6 +81,10 @@ def features_command(cfg: dict, out_dir: Path) -> dict:
     if fcfg.probe:
         result["probe_accuracy"] = probe(cache, feats, task, views, req, train_cfg)
         print(f"probe:    {req.head['name']} head on {task.eval_name}: accuracy {result['probe_accuracy']:.3f}")
+    if fcfg.probe_lrs:
+        result["probe_grid"] = probe_grid(cache, feats, task, views, req, train_cfg, [float(x) for x in fcfg.probe_lrs])
+        cells = ", ".join(f"lr={lr:g}: {acc:.3f}" for lr, acc in result["probe_grid"].items())
+        print(f"probe grid ({len(fcfg.probe_lrs)} linear heads, one pass over the features): {cells}")
     (out_dir / "features.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
@@ -134,3 +138,29 @@ def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req,
         cfg,
     )
     return float((probs.argmax(1) == labels[eval_idx]).float().mean())
+
+
+def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train_cfg, lrs: list[float]) -> dict:
+    """Held-out accuracy per learning rate of linear heads trained together (see `grid.py`)."""
+    from transfer.features.grid import train_head_grid
+
+    train_views = [views.index(v) for v in cache.views()]
+    train_idx, eval_idx = task.split(req.seeds[0])
+    labels = task.images.labels
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: more threads only spin
+    try:
+        accs = train_head_grid(
+            feats[train_idx][:, train_views],
+            labels[train_idx],
+            feats[eval_idx][:, 0],
+            labels[eval_idx],
+            lrs,
+            epochs=train_cfg.max_epochs,
+            batch_size=train_cfg.batch_size,
+            weight_decay=train_cfg.weight_decay,
+            seed=req.seeds[0],
+        )
+    finally:
+        torch.set_num_threads(before)
+    return dict(zip(lrs, accs, strict=True))

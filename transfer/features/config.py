@@ -24,6 +24,7 @@ class FeatureConfig:
     chunk: int = 512  # images per committed shard: a killed extraction keeps every finished chunk
     progress: bool = True
     probe: bool = False  # command=features: also train the configured head on the cached features and report accuracy
+    probe_lrs: list[float] | None = None  # command=features: a linear head per rate, all trained in one pass
 
     @classmethod
     def from_dict(cls, d: dict | None) -> FeatureConfig:
