@@ -118,3 +118,12 @@ def test_hydra_sweep_over_heads_extracts_once(tmp_path, run_cli):
     assert len(extracted) == 2, out[-3000:]  # job 0: train and test sets extracted once
     assert len(hits) == 2  # job 1: both served from the cache, no backbone run
     assert sum(int(n) for n, _ in extracted) == sum(int(n) for n, _ in hits)
+
+
+def test_disabled_cache_trains_the_same_and_writes_nothing(tmp_path):
+    train, test = _task()
+    on = fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=False), _cfg(tmp_path))
+    off_cfg = _cfg(tmp_path / "off", enabled=False)
+    off = fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=False), off_cfg)
+    assert not (tmp_path / "off").exists()
+    torch.testing.assert_close(on.val_probs, off.val_probs)
