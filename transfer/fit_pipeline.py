@@ -152,6 +152,7 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             )
         return create_backbone(name, pretrained=pretrained, weights=weights, **kwargs)
 
+    torch.manual_seed(req.seeds[0])  # random bodies: the same config builds the same weights (sweeps compare heads)
     probe = make_backbone(regimes[0])  # resolves weights first: no network is reported before any decoding
     built["probe"] = probe
     task = _load_task(req, probe.preprocessing)
