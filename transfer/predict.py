@@ -15,6 +15,7 @@ from transfer.data.pixels import image_to_tensor, resize_center, store_size
 from transfer.data.scan import IMAGE_SUFFIXES, natural_key
 from transfer.ensemble import load_members
 from transfer.errors import UserError
+from transfer.model_dir import read_card
 from transfer.tta import MultiCrop
 
 
@@ -61,6 +62,8 @@ def predict_files(
 
     An unreadable file gets a row with its error instead of stopping the run.
     """
+    for d in [model] if isinstance(model, str | Path) else model:
+        read_card(d)  # a wrong model dir is reported before the images are looked at
     return predict_paths(model, list_images(images), tta, batch_size)
 
 
