@@ -124,8 +124,8 @@ def test_augment_preview_command_writes_png(tmp_path) -> None:
         "backbone=resnet18",
         "backbone.pretrained=false",
         "augment=strong",
-        "+preview.rows=2",
-        "+preview.views=3",
+        "preview.rows=2",
+        "preview.views=3",
         f"hydra.run.dir={run_dir}",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
