@@ -202,7 +202,7 @@ def print_summary(result: StudyResult, report: dict, out_dir: Path, task: TaskDa
     from rich.table import Table
 
     table = Table(title=f"{task.eval_name} accuracy ({len(task.images.classes)} classes)")
-    for col in ("regime", "accuracy (mean ± std)", "macro F1", "seeds", "trainable params", "s / run"):
+    for col in ("regime", "accuracy ± std", "macro F1", "seeds", "trainable", "s/run"):
         table.add_column(col, justify="left" if col == "regime" else "right")
     for regime, row in report["table"].items():
         table.add_row(
