@@ -156,7 +156,8 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     probe = make_backbone(regimes[0])  # resolves weights first: no network is reported before any decoding
     built["probe"] = probe
     task = _load_task(req, probe.preprocessing)
-    print(f"data: {task.description}")
+    if req.data["kind"] != "folder":  # a folder's scan has printed its own summary
+        print(f"data: {task.description}")
     head_spec = {"name": req.head["name"], **(req.head.get("params") or {})}
     result = run_study(
         make_backbone,
