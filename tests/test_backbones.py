@@ -313,3 +313,10 @@ def test_plugin_module_that_cannot_be_imported_is_a_user_error(monkeypatch):
     monkeypatch.setenv(PLUGINS_ENV, "no_such_plugin_module")
     with pytest.raises(UserError, match="TRANSFER_PLUGINS=no_such_plugin_module: cannot import it"):
         load_plugins()
+
+
+def test_readme_shows_the_tested_plugin_verbatim():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert USER_PLUGIN.strip("\n") in readme

@@ -62,6 +62,7 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
     assert (tmp_path / "source_model" / "model.safetensors").is_file()
     assert {p.name for p in (tmp_path / "models").iterdir()} == {"frozen-seed0", "full-seed0"}
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "regimes.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("name,frozen", [("partial", 2), ("full", 0)])

@@ -222,6 +222,7 @@ def print_summary(result: StudyResult, report: dict, out_dir: Path, task: TaskDa
         f"macro F1 {best['f1_macro']:.3f}"
     )
     print(f"model:   {result.best_model_dir}")
-    print(f"report:  {out_dir / 'metrics.json'}  (plots: {out_dir / 'confusion.png'})")
+    plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
+    print(f"report:  {out_dir / 'metrics.json'}  (plots beside it: {plots})")
     print(f"predict: python -m transfer command=predict model={result.best_model_dir} images=<file or folder>")
     print(f"wall time: {report['wall_seconds']:.1f}s")

@@ -82,3 +82,26 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_regimes(table: dict[str, dict], path: Path, metric_name: str = "accuracy") -> Path:
+    """Bar chart of mean accuracy per regime with the std over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    means = [table[n]["accuracy_mean"] for n in names]
+    stds = [table[n]["accuracy_std"] for n in names]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(names), 3.5))
+    bars = ax.bar(names, means, yerr=stds, capsize=4, color="#4c72b0")
+    for bar, m in zip(bars, means, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, m / 2, f"{m:.3f}", ha="center", color="white")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(metric_name)
+    ax.set_title(f"{metric_name} per regime (mean ± std over {len(table[names[0]]['seeds'])} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -19,7 +19,7 @@ from transfer.distributed import is_rank_zero
 from transfer.heads import create_head
 from transfer.model_dir import save_model_dir
 from transfer.regimes import Regime
-from transfer.report import classification_metrics, plot_confusion, plot_curves
+from transfer.report import classification_metrics, plot_confusion, plot_curves, plot_regimes
 from transfer.training import TrainConfig, fit_classifier
 
 log = logging.getLogger(__name__)
@@ -135,4 +135,6 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
         f"{best.regime} seed {best.seed}: accuracy {best.metrics['accuracy']:.3f}",
     )
     plot_curves(out_dir / "logs" / "metrics.csv", out_dir / "curves.png")
+    if len(result.runs) > 1:
+        plot_regimes(table, out_dir / "regimes.png", f"{extra.get('eval_split', 'val')} accuracy")
     return report
