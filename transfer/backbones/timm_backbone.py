@@ -18,14 +18,7 @@ def preprocessing_from_timm(model: nn.Module) -> Preprocessing:
     """Input size, mean/std, interpolation and crop fraction from the model's `pretrained_cfg` (the weights' own)."""
     import timm
 
-    cfg = timm.data.resolve_model_data_config(model)
-    return Preprocessing(
-        input_size=tuple(cfg["input_size"]),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        interpolation=str(cfg.get("interpolation", "bilinear")),
-        crop_pct=float(cfg.get("crop_pct", 0.875)),
-    )
+    return Preprocessing.from_dict(timm.data.resolve_model_data_config(model))
 
 
 def _common_path(paths: list[list[str]]) -> list[str]:
