@@ -7,7 +7,7 @@ import pytest
 from tests.synthetic import write_image_folder
 
 
-def _one_clean_line(proc, *needles: str) -> str:
+def check_one_clean_line(proc, *needles: str) -> str:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -18,12 +18,12 @@ def _one_clean_line(proc, *needles: str) -> str:
 
 
 def test_cat_detector_without_data(run_cli):
-    _one_clean_line(run_cli("recipe=cat_detector"), "data.root=data/cat_detector", "no such folder", "data.root=")
+    check_one_clean_line(run_cli("recipe=cat_detector"), "data.root=data/cat_detector", "no such folder", "data.root=")
 
 
 def test_cat_detector_offline_without_weights(run_cli, tmp_path):
     write_image_folder(tmp_path / "cats", n=3)
-    line = _one_clean_line(
+    line = check_one_clean_line(
         run_cli(
             "recipe=cat_detector",
             "data.root=cats",
@@ -39,7 +39,7 @@ def test_cat_detector_offline_without_weights(run_cli, tmp_path):
 
 def test_missing_weights_file(run_cli, tmp_path):
     write_image_folder(tmp_path / "cats", n=3)
-    _one_clean_line(
+    check_one_clean_line(
         run_cli("recipe=cat_detector", "data.root=cats", "backbone.weights=nowhere/w.safetensors"),
         "backbone.weights=nowhere/w.safetensors",
         "no such file",
@@ -56,4 +56,4 @@ def test_missing_weights_file(run_cli, tmp_path):
     ],
 )
 def test_bad_values(run_cli, args, needles):
-    _one_clean_line(run_cli(*args), *needles)
+    check_one_clean_line(run_cli(*args), *needles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -60,7 +61,7 @@ class Stage:
     params: tuple[str, ...] = field(default_factory=tuple)  # parameter names relative to the backbone
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, abc.ABC):
     """Uniform wrapper: features, pooled width, ordered stages, preprocessing and optional auxiliary heads.
 
     Subclasses implement `forward_features` and `pool`; `forward` returns pooled features (N x num_features).
@@ -76,17 +77,17 @@ class Backbone(nn.Module):
         self._frozen_norms: list[nn.Module] = []
 
     # -- the contract ---------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Unpooled features: N x C x H x W (or N x D for bodies that pool themselves)."""
-        raise NotImplementedError  # abstract hook
 
+    @abc.abstractmethod
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled features from `forward_features`: N x num_features."""
-        raise NotImplementedError  # abstract hook
 
+    @abc.abstractmethod
     def stages(self) -> list[Stage]:
         """Ordered stages, input side first; together they hold every parameter of the body."""
-        raise NotImplementedError  # abstract hook
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.forward_features(x))  # N x num_features
