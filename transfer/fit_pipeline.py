@@ -11,10 +11,14 @@ import torch
 
 from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
+from transfer.data.splits import stratified_split
 from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
 from transfer.features.config import FeatureConfig
+from transfer.heads import create_head
+from transfer.model_dir import save_model_dir
 from transfer.regimes import Regime
+from transfer.report import classification_metrics
 from transfer.study import StudyResult, run_study, write_study_report
 from transfer.task_data import TaskData, load_digits_task, load_folder_task
 from transfer.training import TrainConfig, fit_classifier
@@ -62,17 +66,11 @@ def train_config(req: FitRequest) -> TrainConfig:
 
 def pretrain_digits_source(req: FitRequest, train_cfg: TrainConfig) -> tuple[Path, float]:
     """Train the body from scratch on the source digits; returns (model dir, held-out source accuracy)."""
-    from transfer.heads import create_head
-    from transfer.model_dir import save_model_dir
-    from transfer.report import classification_metrics
-
     src = req.source
     name, kwargs = req.backbone["name"], req.backbone.get("kwargs") or {}
     torch.manual_seed(train_cfg.seed)
     backbone = create_backbone(name, pretrained=False, **kwargs)
     task = load_digits_task(list(src["classes"]), 1, backbone.preprocessing)
-    from transfer.data.splits import stratified_split
-
     train_idx, val_idx = stratified_split(task.images.labels, 0.1, 0)
     head = create_head("softmax", backbone.num_features, len(task.images.classes))
     cfg = TrainConfig(
