@@ -54,6 +54,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
 
 
 def _check_data_early(data: dict) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,33 +82,34 @@ def run_study(
     single = len(regimes) * len(seeds) == 1
     result = StudyResult()
     head_args = {k: v for k, v in head_spec.items() if k != "name"}
-    for regime in regimes:
-        for seed in seeds:
-            train_idx, eval_idx = split(seed)
-            train, evaluation = images.subset(train_idx), images.subset(eval_idx)
-            torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
-            backbone = make_backbone(regime)
-            head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
-            run_name = "model" if single else f"models/{regime.name}-seed{seed}"
-            log_dir = out_dir if single else None
-            cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
-            fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
-            metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
-            mdir = out_dir / run_name
-            if is_rank_zero():
-                save_model_dir(
-                    mdir,
-                    fitted.classifier,
-                    backbone_name,
-                    images.classes,
-                    head_spec,
-                    backbone_kwargs,
-                    extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
-                )
-            run = RunResult(regime.name, seed, metrics, fitted.seconds, fitted.trainable_params, str(mdir))
-            result.runs.append(run)
-            if on_run and is_rank_zero():
-                on_run(run)
+    with _per_run_logs_quieted(quiet and not single):
+        for regime in regimes:
+            for seed in seeds:
+                train_idx, eval_idx = split(seed)
+                train, evaluation = images.subset(train_idx), images.subset(eval_idx)
+                torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
+                backbone = make_backbone(regime)
+                head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
+                run_name = "model" if single else f"models/{regime.name}-seed{seed}"
+                log_dir = out_dir if single else None
+                cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
+                fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
+                metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
+                mdir = out_dir / run_name
+                if is_rank_zero():
+                    save_model_dir(
+                        mdir,
+                        fitted.classifier,
+                        backbone_name,
+                        images.classes,
+                        head_spec,
+                        backbone_kwargs,
+                        extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
+                    )
+                run = RunResult(regime.name, seed, metrics, fitted.seconds, fitted.trainable_params, str(mdir))
+                result.runs.append(run)
+                if on_run and is_rank_zero():
+                    on_run(run)
     table = result.table()
     best_regime = max(table, key=lambda k: table[k]["accuracy_mean"])
     result.best = max((r for r in result.runs if r.regime == best_regime), key=lambda r: r.metrics["accuracy"])
@@ -115,6 +117,21 @@ def run_study(
         shutil.copytree(result.best.model_dir, out_dir / "model", dirs_exist_ok=True)
     result.best_model_dir = str(out_dir / "model")
     return result
+
+
+@contextlib.contextmanager
+def _per_run_logs_quieted(enabled: bool) -> Iterator[None]:
+    """In a study each run prints one line; the per-run cache and training INFO lines would drown the table."""
+    names = ("transfer.features", "transfer.training")
+    saved = {n: logging.getLogger(n).level for n in names}
+    if enabled:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
 
 
 def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], extra: dict) -> dict:
