@@ -118,3 +118,25 @@ def test_cat_detector_recipe_with_local_weights_then_predict(run_cli, tmp_path):
     assert set(rows[0]) >= {"file", "class", "probability", "p_misty", "p_neither", "p_tigger"}
     assert all(r["class"] in card["classes"] and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)
     assert sum(r["class"] == "tigger" for r in rows) >= 6
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_writes_one_report(run_cli, tmp_path):
+    """Lightning relaunches the CLI per rank into the same Hydra run dir; only rank 0 reports and writes."""
+    write_image_folder(tmp_path / "cats", n=8)
+    proc = run_cli(
+        "recipe=cat_detector",
+        "data.root=cats",
+        "backbone=lenet5",
+        "regime=scratch",
+        "trainer.max_epochs=3",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "hydra.run.dir=run",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("best: scratch") == 1
+    assert (tmp_path / "run" / "train_ddp_process_1.log").is_file()  # the second rank ran, in the same run dir
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best"]["n"] == 5  # 20% of 24, whole val set
+    assert [p.name for p in tmp_path.iterdir() if p.name == "outputs"] == []  # no stray run dirs
