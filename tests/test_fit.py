@@ -140,3 +140,26 @@ def test_ddp_on_two_cpu_processes_writes_one_report(run_cli, tmp_path):
     assert (tmp_path / "run" / "train_ddp_process_1.log").is_file()  # the second rank ran, in the same run dir
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best"]["n"] == 5  # 20% of 24, whole val set
     assert [p.name for p in tmp_path.iterdir() if p.name == "outputs"] == []  # no stray run dirs
+
+
+def test_a_test_folder_beside_val_is_scored_once_with_the_best_model(tmp_path):
+    for split, n, seed in (("train", 10, 0), ("val", 3, 1), ("test", 4, 2)):
+        write_image_folder(tmp_path / "data" / split, n=n, seed=seed)
+    report = run_fit(
+        FitRequest(
+            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
+            data={"kind": "folder", "root": str(tmp_path / "data"), "batch_size": 8},
+            head=HEAD,
+            trainer={**TRAINER, "max_epochs": 20},
+            augment=AUGMENT_NONE,
+            regimes=[regime("scratch", 0, 1.0, norm="train", pretrained=False)],
+            seeds=[0],
+            source=None,
+            out_dir=tmp_path / "run",
+            quiet=True,
+        )
+    )
+    assert report["eval_split"] == "val" and report["best"]["n"] == 9
+    assert report["test"]["n"] == 12 and sum(map(sum, report["test"]["confusion"])) == 12
+    assert report["test"]["accuracy"] > 0.5  # chance is 1/3
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["model_dir"].endswith("model")

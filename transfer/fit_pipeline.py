@@ -8,20 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
+from transfer.backbones.base import Preprocessing
 from transfer.backbones.factory import create_backbone
-from transfer.data.augment import AugmentConfig
+from transfer.data.augment import AugmentConfig, build_eval_transform
+from transfer.data.datamodule import TransformDataset
+from transfer.data.labelled import LabelledImages
 from transfer.data.splits import stratified_split
 from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
 from transfer.features.config import FeatureConfig
 from transfer.heads import create_head
-from transfer.model_dir import save_model_dir
+from transfer.model_dir import load_model_dir, save_model_dir
 from transfer.regimes import Regime
 from transfer.report import classification_metrics
 from transfer.study import StudyResult, run_study, write_study_report
 from transfer.task_data import TaskData, load_digits_task, load_folder_task
-from transfer.training import TrainConfig, fit_classifier
+from transfer.training import TrainConfig, fit_classifier, predict_probs
 
 log = logging.getLogger("transfer")
 
@@ -174,12 +178,23 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             f"  {r.regime:<8} seed {r.seed}: {task.eval_name} accuracy {r.metrics['accuracy']:.3f}  ({r.seconds:.1f}s)"
         ),
     )
+    if task.test_idx and is_rank_zero():
+        extra["test"] = score_model_dir(result.best.model_dir, task.images.subset(task.test_idx))
     extra |= {"data": task.description, "eval_split": task.eval_name, "wall_seconds": time.perf_counter() - started}
     if not is_rank_zero():  # DDP: rank 0 alone writes and reports (every rank evaluated the whole eval set)
         return {}
     report = write_study_report(result, req.out_dir, task.images.classes, extra)
     print_summary(result, report, req.out_dir, task)
     return report
+
+
+def score_model_dir(model_dir: str | Path, images: LabelledImages) -> dict:
+    """Metrics of a saved model on in-memory images (already at its store size): the held-out test/ folder."""
+    classifier, card = load_model_dir(model_dir)
+    tf = build_eval_transform(Preprocessing.from_dict(card["preprocessing"]))
+    loader = DataLoader(TransformDataset(images, tf), batch_size=64)
+    probs = predict_probs(classifier, loader, torch.device("cpu"))
+    return {"model_dir": str(model_dir), **classification_metrics(probs, images.labels, images.classes)}
 
 
 def _load_task(req: FitRequest, pre) -> TaskData:
@@ -219,6 +234,12 @@ def print_summary(result: StudyResult, report: dict, out_dir: Path, task: TaskDa
         f"best: {best['regime']} (seed {best['seed']}), {task.eval_name} accuracy {best['accuracy']:.3f}, "
         f"macro F1 {best['f1_macro']:.3f}"
     )
+    if "test" in report:
+        t = report["test"]
+        print(
+            f"test:    accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the {t['n']} images of test/ "
+            "(the best model, scored once)"
+        )
     print(f"model:   {result.best_model_dir}")
     plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
     print(f"report:  {out_dir / 'metrics.json'}  (plots beside it: {plots})")

@@ -24,6 +24,7 @@ class TaskData:
     split: Splitter
     description: str
     eval_name: str  # what the held-out part is called in reports: "val" or "test"
+    test_idx: list[int] | None = None  # a test/ folder beside val/: scored once, with the best model, at the end
 
 
 def load_digits_task(classes: list[int], shots: int, pre: Preprocessing) -> TaskData:
@@ -75,11 +76,15 @@ def load_folder_task(
             )
         train_idx = [i for i, s in enumerate(splits) if s == "train"]
         eval_idx = [i for i, s in enumerate(splits) if s == held_out]
+        test_idx = [i for i, s in enumerate(splits) if s == "test"] if held_out == "val" else []
         return TaskData(
             images,
             lambda seed: (train_idx, eval_idx),
-            f"{manifest.summary()}; {len(train_idx)} train / {len(eval_idx)} {held_out} (folders)",
+            f"{manifest.summary()}; {len(train_idx)} train / {len(eval_idx)} {held_out}"
+            + (f" / {len(test_idx)} test" if test_idx else "")
+            + " (folders)",
             held_out,
+            test_idx or None,
         )
     digests = [s.digest for s in manifest.samples]
 
