@@ -47,9 +47,13 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
             source={"classes": [0, 1, 2, 3, 4], "max_epochs": 4, "lr": 0.003, "batch_size": 64},
             out_dir=tmp_path,
             quiet=True,
+            probe_stages=["pooled", "c5"],
         )
     )
     assert list(report["table"]) == ["frozen", "full"]
+    probe = report["stage_probe"]
+    assert [(s, probe[s]["width"]) for s in probe] == [("pooled", 84), ("c5", 120)]
+    assert all(len(r["accuracy_runs"]) == 1 and r["accuracy_mean"] > 0.45 for r in probe.values())
     assert report["source"]["accuracy"] > 0.8  # 5-way source task after 4 epochs
     for row in report["table"].values():
         assert row["accuracy_mean"] > 0.45  # chance is 0.2; 10 labelled images per class
@@ -163,3 +167,25 @@ def test_a_test_folder_beside_val_is_scored_once_with_the_best_model(tmp_path):
     assert report["test"]["n"] == 12 and sum(map(sum, report["test"]["confusion"])) == 12
     assert report["test"]["accuracy"] > 0.5  # chance is 1/3
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["model_dir"].endswith("model")
+
+
+def test_an_unknown_probe_stage_names_the_choices(tmp_path):
+    from transfer.errors import UserError
+
+    expected = r"study.probe_stages: backbone 'lenet5' has no stage 'c9'; choose from pooled, features, c1, c3, c5, f6"
+    with pytest.raises(UserError, match=expected):
+        run_fit(
+            FitRequest(
+                backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
+                data={"kind": "digits", "classes": [5, 6], "shots": 5, "batch_size": 32},
+                head=HEAD,
+                trainer={**TRAINER, "max_epochs": 1},
+                augment=AUGMENT_NONE,
+                regimes=[regime("frozen", None, 0.0)],
+                seeds=[0],
+                source=None,
+                out_dir=tmp_path,
+                quiet=True,
+                probe_stages=["c9"],
+            )
+        )

@@ -23,7 +23,8 @@ from transfer.heads import create_head
 from transfer.model_dir import load_model_dir, save_model_dir
 from transfer.regimes import Regime
 from transfer.report import classification_metrics
-from transfer.study import StudyResult, run_study, write_study_report
+from transfer.stage_probe import check_stages, probe_stages
+from transfer.study import StudyResult, quiet_per_run_logs, run_study, write_study_report
 from transfer.task_data import TaskData, load_digits_task, load_folder_task
 from transfer.training import TrainConfig, fit_classifier, predict_probs
 
@@ -45,6 +46,7 @@ class FitRequest:
     out_dir: Path
     quiet: bool = False
     features: dict | None = None  # the feature cache (conf/config.yaml `features:`); None: its defaults
+    probe_stages: list[str] | None = None  # frozen features of these stages scored by a linear probe (stage_probe.py)
 
 
 def _typed(cls, values: dict, key: str):
@@ -157,6 +159,8 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     torch.manual_seed(req.seeds[0])  # random bodies: the same config builds the same weights (sweeps compare heads)
     probe = make_backbone(regimes[0])  # resolves weights first: no network is reported before any decoding
     built["probe"] = probe
+    if req.probe_stages:
+        check_stages(probe, list(req.probe_stages))
     task = _load_task(req, probe.preprocessing)
     if req.data["kind"] != "folder":  # a folder's scan has printed its own summary
         print(f"data: {task.description}")
@@ -178,6 +182,11 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             f"  {r.regime:<8} seed {r.seed}: {task.eval_name} accuracy {r.metrics['accuracy']:.3f}  ({r.seconds:.1f}s)"
         ),
     )
+    if req.probe_stages and is_rank_zero():
+        with quiet_per_run_logs(True):
+            extra["stage_probe"] = probe_stages(
+                make_backbone, list(req.probe_stages), task.images, task.split, req.seeds, train_cfg
+            )
     if task.test_idx and is_rank_zero():
         extra["test"] = score_model_dir(result.best.model_dir, task.images.subset(task.test_idx))
     extra |= {"data": task.description, "eval_split": task.eval_name, "wall_seconds": time.perf_counter() - started}
@@ -234,6 +243,12 @@ def print_summary(result: StudyResult, report: dict, out_dir: Path, task: TaskDa
         f"best: {best['regime']} (seed {best['seed']}), {task.eval_name} accuracy {best['accuracy']:.3f}, "
         f"macro F1 {best['f1_macro']:.3f}"
     )
+    if "stage_probe" in report:
+        rows = ", ".join(
+            f"{stage} ({r['width']} wide) {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
+            for stage, r in report["stage_probe"].items()
+        )
+        print(f"frozen features by stage, linear probe: {rows}")
     if "test" in report:
         t = report["test"]
         print(

@@ -105,6 +105,7 @@ def fit(cfg: DictConfig) -> None:
         source=plain(cfg.source),
         out_dir=output_dir(),
         features=plain(cfg.get("features")),
+        probe_stages=plain(cfg.study.get("probe_stages")),
     )
     run_fit(request, started)
 

@@ -82,7 +82,7 @@ def run_study(
     single = len(regimes) * len(seeds) == 1
     result = StudyResult()
     head_args = {k: v for k, v in head_spec.items() if k != "name"}
-    with _per_run_logs_quieted(quiet and not single):
+    with quiet_per_run_logs(quiet and not single):
         for regime in regimes:
             for seed in seeds:
                 train_idx, eval_idx = split(seed)
@@ -120,7 +120,7 @@ def run_study(
 
 
 @contextlib.contextmanager
-def _per_run_logs_quieted(enabled: bool) -> Iterator[None]:
+def quiet_per_run_logs(enabled: bool) -> Iterator[None]:
     """In a study each run prints one line; the per-run cache and training INFO lines would drown the table."""
     names = ("transfer.features", "transfer.training")
     saved = {n: logging.getLogger(n).level for n in names}
