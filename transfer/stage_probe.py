@@ -48,36 +48,34 @@ def probe_stages(
     """Per stage: held-out accuracy (mean, std, per seed) of a linear head at `train_cfg.lr` on frozen features."""
     features_cfg = replace(train_cfg.features or FeatureConfig(), progress=False)
     labels = images.labels
-    out: dict[str, dict] = {}
-    before = torch.get_num_threads()
-    for stage in stages:
-        accs, width = [], 0
-        for seed in seeds:
-            train_idx, eval_idx = split(seed)
-            torch.manual_seed(seed)
-            cache = FeatureCache(make_backbone(FROZEN), replace(features_cfg, stage=stage))
-            feats = cache.features(images, ["center"])  # N x 1 x D; a hit after the first seed
-            width = int(feats.shape[-1])
-            torch.set_num_threads(1)  # a tiny head: more threads only spin
-            try:
-                acc = train_head_grid(
-                    feats[train_idx],
-                    labels[train_idx],
-                    feats[eval_idx][:, 0],
-                    labels[eval_idx],
-                    [train_cfg.lr],
-                    epochs=train_cfg.max_epochs,
-                    batch_size=train_cfg.batch_size,
-                    weight_decay=train_cfg.weight_decay,
-                    seed=seed,
-                )[0]
-            finally:
-                torch.set_num_threads(before)
-            accs.append(acc)
-        out[stage] = {
+    runs: dict[str, list[float]] = {stage: [] for stage in stages}
+    widths: dict[str, int] = {}
+    for seed in seeds:
+        train_idx, eval_idx = split(seed)
+        torch.manual_seed(seed)  # a body without weights is random: the same per seed as the study's frozen regime
+        body = make_backbone(FROZEN)  # one body per seed, tapped at every stage
+        for stage in stages:
+            feats = FeatureCache(body, replace(features_cfg, stage=stage)).features(images, ["center"])  # N x 1 x D
+            widths[stage] = int(feats.shape[-1])
+            acc = train_head_grid(
+                feats[train_idx],
+                labels[train_idx],
+                feats[eval_idx][:, 0],
+                labels[eval_idx],
+                [train_cfg.lr],
+                epochs=train_cfg.max_epochs,
+                batch_size=train_cfg.batch_size,
+                weight_decay=train_cfg.weight_decay,
+                seed=seed,
+            )[0]
+            runs[stage].append(acc)
+    out = {
+        stage: {
             "accuracy_mean": statistics.fmean(accs),
             "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "accuracy_runs": accs,
-            "width": width,
+            "width": widths[stage],
         }
+        for stage, accs in runs.items()
+    }
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.dataset import SampledViews
+from transfer.features.grid import one_cpu_thread
 from transfer.features.tap import is_penultimate
 from transfer.module import Classifier, TransferModule
 from transfer.regimes import Regime, apply_regime
@@ -93,20 +93,9 @@ def fit_head_on_features(
         if val_features is not None and val_labels is not None and len(val_features)
         else None
     )
-    with _one_thread_on_cpu(_device_of(trainer)):  # a tiny head: more threads only spin (10x slower on a busy CPU)
+    with one_cpu_thread(_device_of(trainer)):
         trainer.fit(module, train_dl, val_dl if cfg.validate_each_epoch else None)
     return predict_probs(head, val_dl, _device_of(trainer)) if val_dl is not None else None
-
-
-@contextlib.contextmanager
-def _one_thread_on_cpu(device: torch.device):
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.inference_mode()

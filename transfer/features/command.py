@@ -147,20 +147,15 @@ def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train
     train_views = [views.index(v) for v in cache.views()]
     train_idx, eval_idx = task.split(req.seeds[0])
     labels = task.images.labels
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: more threads only spin
-    try:
-        accs = train_head_grid(
-            feats[train_idx][:, train_views],
-            labels[train_idx],
-            feats[eval_idx][:, 0],
-            labels[eval_idx],
-            lrs,
-            epochs=train_cfg.max_epochs,
-            batch_size=train_cfg.batch_size,
-            weight_decay=train_cfg.weight_decay,
-            seed=req.seeds[0],
-        )
-    finally:
-        torch.set_num_threads(before)
+    accs = train_head_grid(
+        feats[train_idx][:, train_views],
+        labels[train_idx],
+        feats[eval_idx][:, 0],
+        labels[eval_idx],
+        lrs,
+        epochs=train_cfg.max_epochs,
+        batch_size=train_cfg.batch_size,
+        weight_decay=train_cfg.weight_decay,
+        seed=req.seeds[0],
+    )
     return dict(zip(lrs, accs, strict=True))
