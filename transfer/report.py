@@ -14,6 +14,16 @@ from torchmetrics.functional.classification import (
 )
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers), imported on first plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
     """Accuracy, macro F1 / balanced accuracy, per-class precision/recall and the confusion matrix (rows: truth)."""
     n = len(classes)
@@ -31,10 +41,7 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n))
@@ -58,10 +65,7 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
     """Training curves from Lightning's CSVLogger file (train/loss, val/loss, val/acc per epoch)."""
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     if not metrics_csv.is_file():
         return None
@@ -86,10 +90,7 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
 
 def plot_regimes(table: dict[str, dict], path: Path, metric_name: str = "accuracy") -> Path:
     """Bar chart of mean accuracy per regime with the std over seeds as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = list(table)
     means = [table[n]["accuracy_mean"] for n in names]
