@@ -23,12 +23,20 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import build_train_transform, fit_pca_colour, load_preset
+from transfer.data.augment import augment_config, build_train_transform, fit_pca_colour
 from transfer.data.datamodule import TransformDataset
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import scan_and_decode
 
 PRE = Preprocessing(input_size=(3, 224, 224), crop_pct=0.875)  # ImageNet protocol: store 256, crop 224
+
+
+def load_preset(name: str):
+    """conf/augment/<name>.yaml as the AugmentConfig fit receives."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "conf" / "augment" / f"{name}.yaml"
+    return augment_config(yaml.safe_load(path.read_text()) or {})
 
 
 def write_photos(root: Path, n: int, size: tuple[int, int] = (800, 600), classes: int = 3) -> None:

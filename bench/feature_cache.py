@@ -29,7 +29,7 @@ from transfer.data.augment import build_eval_transform
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import store_size
 from transfer.features import FeatureCache, FeatureConfig
-from transfer.regimes import Regime, apply_regime
+from transfer.training.regimes import Regime, apply_regime
 
 
 def generated_images(n: int, side: int, classes: int = 4, seed: int = 0) -> LabelledImages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from transfer.backbones.lenet import LeNet5
+from transfer.backbones.own.lenet import LeNet5
 from transfer.data.labelled import LabelledImages
 
 

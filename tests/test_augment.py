@@ -12,22 +12,28 @@ import torch
 from imagegen import make_image_folder
 from PIL import Image
 
-from transfer.augment_preview import grid_size, pick_rows, render_preview
+from transfer.app.commands.augment_preview import grid_size, pick_rows, render_preview
 from transfer.backbones.base import Preprocessing
 from transfer.data.augment import (
     AugmentConfig,
-    PCALighting,
+    ColourShift,
     augment_config,
     build_eval_transform,
     build_train_transform,
     fit_pca_colour,
-    load_preset,
 )
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 
 PRE = Preprocessing(input_size=(3, 24, 24), crop_pct=0.75)  # store side 32
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_preset(name: str) -> AugmentConfig:
+    """conf/augment/<name>.yaml as the AugmentConfig that fit receives."""
+    import yaml
+
+    return augment_config(yaml.safe_load((ROOT / "conf" / "augment" / f"{name}.yaml").read_text()) or {})
 
 
 def _pixels(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -82,10 +88,10 @@ def test_pca_fitted_on_own_pixels_finds_the_colour_axis() -> None:
     top = eigvec[:, -1] * eigvec[:, -1].sign()[0]
     assert torch.allclose(top, torch.tensor([0.7071, 0.7071, 0.0]), atol=0.02)
     assert eigval[-1] > 50 * eigval[:-1].max()
-    light = PCALighting(1.0, eigval, eigvec)
+    light = ColourShift(pca_std=1.0, pca=(eigval, eigvec))  # PCA lighting alone, inside the fused colour shift
     img = torch.full((3, 4, 4), 0.5)
     torch.manual_seed(3)
-    shift = light(img) - img  # the same colour shift at every pixel, along the fitted axis
+    shift = light(img.clone()) - img  # the same colour shift at every pixel, along the fitted axis
     assert torch.allclose(shift, shift[:, :1, :1].expand_as(shift), atol=1e-6)
     s = shift[:, 0, 0]
     assert abs(float(s[0])) > 1e-3
@@ -99,8 +105,6 @@ def test_bad_augment_values_are_user_errors() -> None:
         augment_config({"crop": "zoom"})
     with pytest.raises(UserError, match="augment.crop_scale"):
         augment_config({"crop_scale": [0.9, 0.2]})
-    with pytest.raises(UserError, match="augment=huge: no such preset; choose one of light, none, standard, strong"):
-        load_preset("huge")
 
 
 def test_preview_grid_size_and_rows() -> None:

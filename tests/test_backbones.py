@@ -86,8 +86,8 @@ def test_preprocessing_comes_from_the_weights():
 
 
 def test_googlenet_training_loss_adds_both_aux_terms_at_0_3():
-    from transfer.module import TransferModule
-    from transfer.regimes import Regime
+    from transfer.training.module import TransferModule
+    from transfer.training.regimes import Regime
 
     torch.manual_seed(0)
     b = create_backbone("googlenet", pretrained=False)
@@ -144,7 +144,7 @@ def test_unknown_hub_tag_lists_the_valid_ones():
 
 
 def test_listing_rows_cover_the_registry():
-    from transfer.listing import backbone_row
+    from transfer.app.commands.backbones import backbone_row
 
     row = backbone_row("googlenet")
     assert row["aux"] == 2 and row["features"] == 1024 and row["input"] == "3x224x224"
@@ -217,7 +217,7 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     from tests.synthetic import write_image_folder
-    from transfer.fit_pipeline import FitRequest, run_fit
+    from transfer.training.pipeline import FitRequest, run_fit
 
     write_user_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -258,15 +258,13 @@ def test_real_lightning_checkpoint_gives_its_backbone_weights(tmp_path):
     from tests.synthetic import write_image_folder
     from transfer.data.augment import AugmentConfig
     from transfer.data.labelled import LabelledImages
-    from transfer.data.pixels import decode_files
-    from transfer.data.scan import scan_image_folder
-    from transfer.heads import create_head
-    from transfer.regimes import Regime
-    from transfer.training import TrainConfig, fit_classifier
+    from transfer.data.pixels import scan_and_decode
+    from transfer.model.heads import create_head
+    from transfer.training.fit import TrainConfig, fit_classifier
+    from transfer.training.regimes import Regime
 
     backbone = create_backbone("nin", pretrained=False)
-    manifest = scan_image_folder(str(write_image_folder(tmp_path / "data", n=4)))
-    pixels = decode_files([s.path for s in manifest.samples], backbone.preprocessing)
+    manifest, pixels = scan_and_decode(write_image_folder(tmp_path / "data", n=4), backbone.preprocessing)
     labels = torch.tensor([s.label for s in manifest.samples])
     images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
     cfg = TrainConfig(max_epochs=1, batch_size=4, trainer={"accelerator": "cpu", "devices": 1})
@@ -308,7 +306,7 @@ def test_user_backbone_from_the_cli(tmp_path):
 
 
 def test_plugin_module_that_cannot_be_imported_is_a_user_error(monkeypatch):
-    from transfer.backbones.zoo import PLUGINS_ENV, load_plugins
+    from transfer.backbones.catalog import PLUGINS_ENV, load_plugins
 
     monkeypatch.setenv(PLUGINS_ENV, "no_such_plugin_module")
     with pytest.raises(UserError, match="TRANSFER_PLUGINS=no_such_plugin_module: cannot import it"):

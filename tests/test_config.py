@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from transfer.config_source import conf_dir, list_recipes, recipes_dir, register_recipe_source
+from transfer.app.config_source import conf_dir, list_recipes, recipes_dir, register_recipe_source
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_regime_group(compose_cfg, regime, frozen, factor):
 def test_tilde_in_a_path_is_expanded_before_hydra_parses_it():
     import os
 
-    from transfer.cli import expand_home
+    from transfer.app.cli import expand_home
 
     home = os.path.expanduser("~")
     assert expand_home(["data.root=~/cats", "x=~", "~backbone", "model=a~b"]) == [

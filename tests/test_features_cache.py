@@ -14,7 +14,7 @@ from features_helpers import images, lenet
 from transfer.data.augment import AugmentConfig, build_eval_transform
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
-from transfer.features import FeatureCache, FeatureConfig, extract_features
+from transfer.features import FeatureCache, FeatureConfig
 from transfer.features import key as keymod
 from transfer.features import store as storemod
 from transfer.features.key import pixel_digests, set_digest
@@ -42,7 +42,8 @@ def test_cached_features_equal_in_memory_features(tmp_path):
     cached = cache(bb, tmp_path).features(imgs)[:, 0]
     off = FeatureConfig(enabled=False, cache_dir=str(tmp_path / "nowhere"), views=1, progress=False)
     memory = FeatureCache(bb, off).features(imgs)[:, 0]
-    reference = extract_features(bb, imgs, build_eval_transform(bb.preprocessing), batch_size=64)
+    with torch.inference_mode():  # the plain frozen loop: the eval transform, the body in eval mode
+        reference = bb.eval()(build_eval_transform(bb.preprocessing)(imgs.pixels)).float()
     assert torch.equal(cached, memory)
     torch.testing.assert_close(cached, reference, rtol=0, atol=1e-6)
     assert not (tmp_path / "nowhere").exists()  # a disabled cache writes nothing

@@ -21,7 +21,7 @@ SCRIPT = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 from features_helpers import images, lenet
-from transfer.backbones.lenet import LeNet5
+from transfer.backbones.own.lenet import LeNet5
 from transfer.features import FeatureCache, FeatureConfig
 
 class SlowLeNet(LeNet5):  # same name and weights as lenet(): the same cache key

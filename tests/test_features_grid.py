@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from transfer.features.grid import HeadGrid, train_head_grid
+from transfer.training.head_engine import HeadGrid, train_head_grid
 
 
 def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,12 +14,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from transfer.data.augment import AugmentConfig, build_eval_transform
+from transfer.data.task import load_digits_task
 from transfer.errors import UserError
 from transfer.features import FeatureConfig
-from transfer.module import Classifier, TransferModule
-from transfer.regimes import Regime, apply_regime
-from transfer.task_data import load_digits_task
-from transfer.training import TrainConfig, fit_classifier, make_trainer, predict_probs
+from transfer.model.classifier import Classifier
+from transfer.training.fit import TrainConfig, fit_classifier, make_trainer, predict_probs
+from transfer.training.module import TransferModule
+from transfer.training.regimes import Regime, apply_regime
 
 FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.synthetic import save_random_timm_weights, write_image_folder
-from transfer.fit_pipeline import FitRequest, run_fit
+from transfer.training.pipeline import FitRequest, run_fit
 
 AUGMENT_NONE = {
     "mirror": False,

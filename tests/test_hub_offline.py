@@ -111,7 +111,7 @@ def test_tampered_torch_hub_cache_file_does_not_run_code(no_network):
 
 
 def test_hf_hub_offline_env_counts_as_offline(no_network, monkeypatch):
-    from transfer.backbones.hub import network_reachable
+    from transfer.backbones.sources.hub import network_reachable
 
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: None)  # would "succeed"; the env var wins
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -160,7 +160,7 @@ def test_cli_cat_detector_without_network_exits_2_with_one_line(tmp_path):
 def test_default_tag_table_matches_the_registry():
     """The table the CLI's pre-torch offline check names weights from agrees with timm / torchvision defaults."""
     from transfer.backbones import get_spec, list_backbones
-    from transfer.backbones.default_tags import DEFAULT_TAGS, default_weights_name
+    from transfer.backbones.sources.default_tags import DEFAULT_TAGS, default_weights_name
 
     hub_backbones = {n for n in list_backbones() if get_spec(n).pretrained_tags}
     assert set(DEFAULT_TAGS) == hub_backbones

@@ -8,11 +8,11 @@ import torch
 from tests.synthetic import write_image_folder
 from transfer.backbones import create_backbone
 from transfer.errors import UserError
-from transfer.heads import create_head
-from transfer.model_dir import load_model_dir, save_model_dir
-from transfer.module import Classifier
-from transfer.predict import predict_files
-from transfer.tta import MultiCrop
+from transfer.inference.predict import predict_files
+from transfer.inference.tta import MultiCrop
+from transfer.model.classifier import Classifier
+from transfer.model.heads import create_head
+from transfer.model.model_dir import load_model_dir, save_model_dir
 
 
 def _model_dir(path, seed: int, classes=("misty", "neither", "tigger")):
@@ -88,7 +88,7 @@ def test_an_unreadable_file_gets_a_row_with_its_error(tmp_path):
 def test_evaluate_scores_the_held_out_split_and_writes_the_report(tmp_path):
     import json
 
-    from transfer.evaluate import evaluate_folder
+    from transfer.inference.evaluate import evaluate_folder
 
     write_image_folder(tmp_path / "data" / "train", n=2)
     write_image_folder(tmp_path / "data" / "val", n=4, seed=1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from transfer.backbones import create_backbone
-from transfer.heads import create_head
-from transfer.module import TransferModule
-from transfer.regimes import Regime, apply_regime, param_groups
+from transfer.model.heads import create_head
+from transfer.training.module import TransferModule
+from transfer.training.regimes import Regime, apply_regime, param_groups
 
 FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
 PARTIAL = Regime("partial", frozen_stages=2, body_lr_factor=0.1)

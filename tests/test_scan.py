@@ -12,8 +12,8 @@ from PIL import Image, ImageFile
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.scan import scan_image_folder
+from transfer.data.task import load_folder_task
 from transfer.errors import UserError
-from transfer.task_data import load_folder_task
 
 PRE = Preprocessing(input_size=(3, 32, 32), crop_pct=1.0)
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from transfer.backbones import create_backbone
-from transfer.backbones.weights import load_backbone_weights
+from transfer.backbones.sources.weights import load_backbone_weights
 from transfer.errors import UserError
 
 
@@ -63,9 +63,9 @@ def test_round_trip_through_every_local_format(tmp_path, fmt):
 
 
 def test_chain_transfer_from_a_model_dir(tmp_path):
-    from transfer.heads import create_head
-    from transfer.model_dir import save_model_dir
-    from transfer.module import Classifier
+    from transfer.model.classifier import Classifier
+    from transfer.model.heads import create_head
+    from transfer.model.model_dir import save_model_dir
 
     source = fresh("lenet5", 1)
     model_dir = save_model_dir(
@@ -80,9 +80,9 @@ def test_chain_transfer_from_a_model_dir(tmp_path):
 
 
 def test_googlenet_chain_transfer_reinitialises_task_sized_aux_heads(tmp_path, caplog):
-    from transfer.heads import create_head
-    from transfer.model_dir import save_model_dir
-    from transfer.module import Classifier
+    from transfer.model.classifier import Classifier
+    from transfer.model.heads import create_head
+    from transfer.model.model_dir import save_model_dir
 
     source = fresh("googlenet", 1)
     source.reset_aux_heads(3)  # the source task had 3 classes
@@ -90,12 +90,12 @@ def test_googlenet_chain_transfer_reinitialises_task_sized_aux_heads(tmp_path, c
     model_dir = save_model_dir(
         tmp_path / "m", Classifier(source, head), "googlenet", ["a", "b", "c"], {"name": "softmax"}
     )
-    with caplog.at_level(logging.INFO, logger="transfer.backbones.weights"):
+    with caplog.at_level(logging.INFO, logger="transfer.backbones.sources.weights"):
         target = create_backbone("googlenet", weights=str(model_dir))
     assert target.model.aux1.fc2.out_features == 1000  # kept its fresh init; reset_aux_heads sizes it for the task
     assert_same_body(source, target, skip=("model.aux1.fc2.", "model.aux2.fc2."))
     assert "auxiliary-head tensors re-initialised" in caplog.text and "model.aux1.fc2.weight" in caplog.text
-    from transfer.model_dir import load_model_dir  # predict's path: the task-sized side heads load as saved
+    from transfer.model.model_dir import load_model_dir  # predict's path: the task-sized side heads load as saved
 
     classifier, card = load_model_dir(model_dir)
     assert classifier.backbone.model.aux2.fc2.out_features == 3
@@ -108,7 +108,7 @@ def test_torchvision_format_state_dicts_load(tmp_path, caplog):
     torch.manual_seed(3)
     tv_alex = alexnet()
     torch.save(tv_alex.state_dict(), tmp_path / "alexnet-owt.pth")  # keys as torchvision saves them
-    with caplog.at_level(logging.INFO, logger="transfer.backbones.weights"):
+    with caplog.at_level(logging.INFO, logger="transfer.backbones.sources.weights"):
         ours = create_backbone("alexnet", weights=str(tmp_path / "alexnet-owt.pth"))
     assert torch.equal(ours.model.features[0].weight, tv_alex.features[0].weight)
     assert torch.equal(ours.model.classifier[4].weight, tv_alex.classifier[4].weight)  # fc7

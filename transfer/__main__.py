@@ -1,3 +1,3 @@
-from transfer.cli import main
+from transfer.app.cli import main
 
 main()

@@ -1,6 +1,6 @@
 """Backbones: a registry of named bodies behind one contract (see `base.Backbone`).
 
-Names load lazily so that `transfer.backbones.offline` (the CLI's early check) does not import torch.
+Names load lazily so that `transfer.backbones.sources.offline` (the CLI's early check) does not import torch.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ _LAZY = {
     "Preprocessing": "transfer.backbones.base",
     "Stage": "transfer.backbones.base",
     "create_backbone": "transfer.backbones.factory",
-    "get_spec": "transfer.backbones.registry",
-    "list_backbones": "transfer.backbones.registry",
+    "get_spec": "transfer.backbones.catalog",
+    "list_backbones": "transfer.backbones.catalog",
     "register_backbone": "transfer.backbones.registry",
 }
 

@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 
 from transfer.backbones.base import Backbone
-from transfer.backbones.registry import get_spec, split_tag
-from transfer.backbones.weights import load_backbone_weights
+from transfer.backbones.catalog import get_spec
+from transfer.backbones.registry import split_tag
+from transfer.backbones.sources.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,12 @@
-"""Backbones registered by name: the registry feeds the CLI, config validation, the listing and the contract test."""
+"""The bottom of the backbones package: specs registered by name. It imports nothing of the package but the contract;
+`catalog.py` fills it (built-ins, plugins) and answers look-ups, so nothing here imports upward."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from transfer.backbones.base import Backbone
-from transfer.errors import UserError
 
 # builder(pretrained: bool, tag: str | None, **kwargs) -> Backbone
 Builder = Callable[..., Backbone]
@@ -48,43 +47,12 @@ def register_backbone(
     return wrap
 
 
-def list_backbones() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_spec(name: str) -> BackboneSpec:
-    """The registered spec for `name`; any other timm model name gets a spec made on the fly."""
-    _load_builtin()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    arch, _, tag = name.partition(".")
-    if arch in _REGISTRY:
-        return _REGISTRY[arch]
-    from transfer.backbones.timm_backbone import timm_spec
-
-    spec = timm_spec(name)
-    if spec is not None:
-        return spec
-    close = difflib.get_close_matches(name, list_backbones(), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UserError(
-        f"backbone={name!r} is not a registered backbone nor a timm model.{hint} "
-        "List them with `python -m transfer command=backbones`."
-    )
+def registered() -> dict[str, BackboneSpec]:
+    """The specs registered so far (the catalog adds the built-ins and plugins; look names up through it)."""
+    return dict(_REGISTRY)
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
     """'resnet50.a1_in1k' -> ('resnet50', 'a1_in1k'); 'resnet50' -> ('resnet50', None)."""
     arch, _, tag = name.partition(".")
     return arch, (tag or None)
-
-
-_builtin_loaded = False
-
-
-def _load_builtin() -> None:
-    global _builtin_loaded
-    if not _builtin_loaded:
-        _builtin_loaded = True
-        import transfer.backbones.zoo  # noqa: F401  (registers the classic backbones)

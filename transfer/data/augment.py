@@ -7,7 +7,6 @@ Presets live in conf/augment/{none,light,standard,strong}.yaml; `augment_config`
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 from torchvision.transforms import v2
@@ -54,23 +53,6 @@ def augment_config(values: dict) -> AugmentConfig:
     return AugmentConfig(**values)
 
 
-def preset_dir() -> Path:
-    from transfer.config_source import conf_dir
-
-    return Path(conf_dir()) / "augment"
-
-
-def load_preset(name: str) -> AugmentConfig:
-    """conf/augment/<name>.yaml as an AugmentConfig (none, light, standard, strong)."""
-    import yaml
-
-    path = preset_dir() / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.stem for p in preset_dir().glob("*.yaml"))
-        raise UserError(f"augment={name}: no such preset; choose one of {', '.join(options)}.")
-    return augment_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-
-
 def fit_pca_colour(pixels: torch.Tensor, max_pixels: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (3, ascending) and eigenvectors (3 x 3, columns) of the RGB covariance of the user's own
     training pixels, in [0, 1] units: AlexNet's PCA colour augmentation, fitted on this data, not ImageNet's."""
@@ -86,23 +68,6 @@ def fit_pca_colour(pixels: torch.Tensor, max_pixels: int = 200_000, seed: int = 
         flat = pixels.permute(1, 0, 2, 3).reshape(3, -1).float() / 255.0  # 3 x P
     eigval, eigvec = torch.linalg.eigh(torch.cov(flat))
     return eigval.clamp_min(0), eigvec
-
-
-class PCALighting(torch.nn.Module):
-    """Krizhevsky et al. 2012: add sum_i alpha_i * lambda_i * p_i to every pixel, alpha_i ~ N(0, std)."""
-
-    def __init__(self, std: float, eigval: torch.Tensor, eigvec: torch.Tensor) -> None:
-        super().__init__()
-        self.std = std
-        self.register_buffer("eigval", eigval.float())
-        self.register_buffer("eigvec", eigvec.float())
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:  # C x H x W float in [0, 1]
-        if self.std <= 0 or img.shape[-3] != 3:
-            return img
-        alpha = torch.randn(3) * self.std
-        shift = self.eigvec @ (alpha * self.eigval)  # 3
-        return (img + shift.view(3, 1, 1)).clamp(0.0, 1.0)
 
 
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale

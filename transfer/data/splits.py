@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from transfer.errors import UserError
+
+Splitter = Callable[[int], tuple[list[int], list[int]]]  # seed -> (train indices, held-out indices)
 
 
 def stratified_split(

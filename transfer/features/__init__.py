@@ -2,6 +2,6 @@
 
 from transfer.features.cache import CacheStats, FeatureCache
 from transfer.features.config import FeatureConfig
-from transfer.features.extract import extract_features, extract_views
+from transfer.features.extract import extract_views
 
-__all__ = ["CacheStats", "FeatureCache", "FeatureConfig", "extract_features", "extract_views"]
+__all__ = ["CacheStats", "FeatureCache", "FeatureConfig", "extract_views"]

@@ -17,8 +17,8 @@ import torch
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
+from transfer.distributed import barrier, dist_info, shard_for_rank
 from transfer.features.config import FeatureConfig
-from transfer.features.distributed import barrier, dist_info, shard_for_rank
 from transfer.features.extract import extract_views
 from transfer.features.key import FORMAT, digest_of, library_versions, pixel_digests, weights_digest
 from transfer.features.store import MemoryStore, ShardStore

@@ -125,7 +125,7 @@ def create_timm_model(arch: str, pretrained: bool, tag: str | None, **kwargs) ->
     if pretrained or tag:
         check_timm_tag(arch, tag)
     if pretrained:
-        from transfer.backbones.hub import ensure_timm_weights_reachable
+        from transfer.backbones.sources.hub import ensure_timm_weights_reachable
 
         ensure_timm_weights_reachable(full)
     try:
@@ -133,7 +133,7 @@ def create_timm_model(arch: str, pretrained: bool, tag: str | None, **kwargs) ->
     except TypeError as e:
         raise UserError(f"backbone.kwargs: {arch} does not accept these arguments ({e}).") from None
     if pretrained:
-        from transfer.backbones.hub import hf_cache_dir
+        from transfer.backbones.sources.hub import hf_cache_dir
 
         log.info(
             "backbone %s: pretrained weights %s (hub cache %s)", arch, model.pretrained_cfg.get("tag"), hf_cache_dir()
@@ -142,7 +142,7 @@ def create_timm_model(arch: str, pretrained: bool, tag: str | None, **kwargs) ->
 
 
 def build_timm(name: str, pretrained: bool = False, tag: str | None = None, **kwargs) -> TimmBackbone:
-    """Create a timm model by name (optionally `name.tag`); hub downloads go through `transfer.backbones.hub`."""
+    """Create a timm model by name (optionally `name.tag`); hub downloads go through `sources.hub`."""
     arch, name_tag = split_tag(name)
     tag = tag or name_tag
     model = create_timm_model(arch, pretrained, tag, **kwargs)

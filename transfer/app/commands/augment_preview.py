@@ -81,7 +81,7 @@ def write_augment_preview(
 ) -> Path:
     """Load the task's training images as `fit` would, render the grid, write augment_preview.png; returns its path."""
     from transfer.backbones.factory import create_backbone
-    from transfer.task_data import load_digits_task, load_folder_task
+    from transfer.data.task import load_digits_task, load_folder_task
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

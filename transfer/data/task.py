@@ -11,9 +11,8 @@ import torch
 from transfer.backbones.base import Preprocessing
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import resize_pixels
-from transfer.data.splits import few_shot_split, split_counts, stratified_split
+from transfer.data.splits import Splitter, few_shot_split, split_counts, stratified_split
 from transfer.errors import UserError
-from transfer.study import Splitter
 
 log = logging.getLogger(__name__)
 

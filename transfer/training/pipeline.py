@@ -16,17 +16,17 @@ from transfer.data.augment import AugmentConfig, build_eval_transform
 from transfer.data.datamodule import TransformDataset
 from transfer.data.labelled import LabelledImages
 from transfer.data.splits import stratified_split
+from transfer.data.task import TaskData, load_digits_task, load_folder_task
 from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
+from transfer.eval.metrics import classification_metrics
 from transfer.features.config import FeatureConfig
-from transfer.heads import create_head
-from transfer.model_dir import load_model_dir, save_model_dir
-from transfer.regimes import Regime
-from transfer.report import classification_metrics
-from transfer.stage_probe import check_stages, probe_stages
-from transfer.study import StudyResult, quiet_per_run_logs, run_study, write_study_report
-from transfer.task_data import TaskData, load_digits_task, load_folder_task
-from transfer.training import TrainConfig, fit_classifier, predict_probs
+from transfer.model.heads import create_head
+from transfer.model.model_dir import load_model_dir, save_model_dir
+from transfer.training.fit import TrainConfig, fit_classifier, predict_probs
+from transfer.training.regimes import Regime
+from transfer.training.stage_probe import check_stages, probe_stages
+from transfer.training.study import StudyResult, quiet_per_run_logs, run_study, write_study_report
 
 log = logging.getLogger("transfer")
 

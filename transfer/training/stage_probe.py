@@ -17,10 +17,10 @@ from transfer.backbones.base import Backbone
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
-from transfer.features.grid import train_head_grid
 from transfer.features.tap import stage_choices
-from transfer.regimes import Regime
-from transfer.training import TrainConfig
+from transfer.training.fit import TrainConfig
+from transfer.training.head_engine import train_head_grid
+from transfer.training.regimes import Regime
 
 FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transfer.errors import UserError
-from transfer.model_dir import load_model_dir
-from transfer.module import Classifier
+from transfer.model.classifier import Classifier
+from transfer.model.model_dir import load_model_dir
 
 
 def load_members(model_dirs: Sequence[str | Path]) -> tuple[list[tuple[Classifier, dict]], list[str]]:

@@ -10,19 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from transfer.regimes import Regime, param_groups
-
-
-class Classifier(nn.Module):
-    """backbone -> pooled features -> head -> logits. The unit saved in a model dir and used by predict."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))  # N x num_classes
+from transfer.training.regimes import Regime, param_groups
 
 
 class TransferModule(pl.LightningModule):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
+from transfer.distributed import dist_info
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
-from transfer.features.distributed import dist_info
 from transfer.features.key import set_digest
 from transfer.features.store import atomic_write, cache_error
 
@@ -23,8 +23,8 @@ def features_command(cfg: dict, out_dir: Path) -> dict:
     """Run the command on a plain config dict (the composed Hydra config); returns what it printed as a dict."""
     from transfer.backbones.factory import create_backbone
     from transfer.data.augment import AugmentConfig
-    from transfer.fit_pipeline import FitRequest, _load_task, pretrain_digits_source, train_config
-    from transfer.regimes import Regime, apply_regime
+    from transfer.training.pipeline import FitRequest, _load_task, pretrain_digits_source, train_config
+    from transfer.training.regimes import Regime, apply_regime
 
     fcfg = FeatureConfig.from_dict(cfg.get("features"))
     req = FitRequest(
@@ -115,9 +115,9 @@ def write_set_manifest(fcfg: FeatureConfig, cache: FeatureCache, images, views: 
 
 def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req, train_cfg) -> float:
     """Train the configured head on the cached features of the seed's split; accuracy on the held-out part."""
-    from transfer.heads import create_head
-    from transfer.regimes import Regime
-    from transfer.training import fit_head_on_features
+    from transfer.model.heads import create_head
+    from transfer.training.fit import fit_head_on_features
+    from transfer.training.regimes import Regime
 
     train_views = [views.index(v) for v in cache.views()]
     train_idx, eval_idx = task.split(req.seeds[0])
@@ -142,7 +142,7 @@ def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req,
 
 def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train_cfg, lrs: list[float]) -> dict:
     """Held-out accuracy per learning rate of linear heads trained together (see `grid.py`)."""
-    from transfer.features.grid import train_head_grid
+    from transfer.training.head_engine import train_head_grid
 
     train_views = [views.index(v) for v in cache.views()]
     train_idx, eval_idx = task.split(req.seeds[0])

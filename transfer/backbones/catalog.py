@@ -1,10 +1,14 @@
-"""The classic backbones: importing this module registers them all. A table, not code: builders live elsewhere."""
+"""The catalog of backbones: the classic ones registered from a table (builders live in own/ and sources/), the
+user's plugins, and look-up by name (any timm model too). Everything above the registry asks here."""
 
 from __future__ import annotations
 
-from transfer.backbones import lenet  # noqa: F401  (registers lenet5)
-from transfer.backbones.registry import register_backbone
-from transfer.backbones.timm_backbone import build_timm, timm_tags
+import difflib
+
+from transfer.backbones.own import lenet  # noqa: F401  (registers lenet5)
+from transfer.backbones.registry import BackboneSpec, register_backbone, registered
+from transfer.backbones.sources.timm_models import build_timm, timm_spec, timm_tags
+from transfer.errors import UserError
 
 # timm architectures registered by name: (name, what it is)
 TIMM_CLASSICS = {
@@ -33,9 +37,9 @@ def _register_timm(arch: str, description: str) -> None:
 
 
 def _register_own() -> None:
-    from transfer.backbones.inception import build_inception_v3
-    from transfer.backbones.nin import build_nin
-    from transfer.backbones.torchvision_models import build_alexnet, build_googlenet
+    from transfer.backbones.own.nin import build_nin
+    from transfer.backbones.sources.inception import build_inception_v3
+    from transfer.backbones.sources.torchvision_models import build_alexnet, build_googlenet
 
     register_backbone(
         "alexnet",
@@ -77,8 +81,6 @@ def load_plugins() -> None:
     import os
     from importlib.metadata import entry_points
 
-    from transfer.errors import UserError
-
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         ep.load()
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
@@ -91,3 +93,24 @@ def load_plugins() -> None:
 
 
 load_plugins()
+
+
+def list_backbones() -> list[str]:
+    return sorted(registered())
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec registered for `name` (or its architecture, for 'arch.tag'); any other timm model gets one made."""
+    specs = registered()
+    arch = name.partition(".")[0]
+    if name in specs or arch in specs:
+        return specs.get(name) or specs[arch]
+    spec = timm_spec(name)
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(name, list_backbones(), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UserError(
+        f"backbone={name!r} is not a registered backbone nor a timm model.{hint} "
+        "List them with `python -m transfer command=backbones`."
+    )

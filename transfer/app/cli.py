@@ -12,12 +12,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from transfer.config_source import conf_dir, register_recipe_source
+from transfer.app.config_source import conf_dir, register_recipe_source
 from transfer.errors import UserError
 
 
 def _task(cfg: DictConfig) -> None:
-    from transfer.run import dispatch
+    from transfer.app.dispatch import dispatch
 
     try:
         dispatch(cfg)

@@ -48,7 +48,7 @@ def preprocessing_from_weights(weights, input_size: int | None = None) -> Prepro
 
 def tv_pretrained_state(weights, arch: str) -> dict[str, torch.Tensor]:
     """The state dict behind a torchvision weights entry, from torch.hub's cache or a (checked-first) download."""
-    from transfer.backbones.hub import ensure_url_weights_reachable, torch_hub_checkpoints_dir
+    from transfer.backbones.sources.hub import ensure_url_weights_reachable, torch_hub_checkpoints_dir
 
     fetch = f"import torchvision; torchvision.models.{arch}(weights='{weights.name}')"
     ensure_url_weights_reachable(f"{arch}.{weights.name}", weights.url, fetch)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from transfer.backbones.base import AuxHead
-from transfer.backbones.timm_backbone import TimmBackbone, create_timm_model
+from transfer.backbones.sources.timm_models import TimmBackbone, create_timm_model
 
 # Weight of the auxiliary loss: the paper only says the side head acts as a regulariser; 0.4 is the weight used
 # by torchvision's fine-tuning tutorial for Inception v3 (loss = loss + 0.4 * aux_loss).

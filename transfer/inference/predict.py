@@ -13,10 +13,10 @@ from transfer.backbones.base import Preprocessing
 from transfer.data.images import load_image
 from transfer.data.pixels import image_to_tensor, resize_center, store_size
 from transfer.data.scan import IMAGE_SUFFIXES, natural_key
-from transfer.ensemble import load_members
 from transfer.errors import UserError
-from transfer.model_dir import read_card
-from transfer.tta import MultiCrop
+from transfer.inference.ensemble import load_members
+from transfer.inference.tta import MultiCrop
+from transfer.model.model_dir import read_card
 
 
 def list_images(path: str | Path) -> list[Path]:

@@ -39,8 +39,8 @@ def _cached_somewhere(arch: str) -> bool:
 
 def early_offline_check(name: str) -> None:
     """Raise the offline UserError if hub weights for `name` cannot be had: no network and no cached copy."""
-    from transfer.backbones.default_tags import DEFAULT_TAGS  # stdlib-free table: names the exact weights
-    from transfer.backbones.hub import network_reachable  # no torch import there either
+    from transfer.backbones.sources.default_tags import DEFAULT_TAGS  # stdlib-free table: names the exact weights
+    from transfer.backbones.sources.hub import network_reachable  # no torch import there either
 
     arch = name.partition(".")[0]
     host = TORCHVISION_HOST if arch in TORCHVISION_ARCHS else os.environ.get("HF_ENDPOINT", "https://huggingface.co")

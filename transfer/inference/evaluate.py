@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from transfer.data.scan import scan_image_folder
-from transfer.ensemble import load_members
 from transfer.errors import UserError
-from transfer.predict import predict_paths, write_csv
-from transfer.report import classification_metrics, plot_confusion
+from transfer.eval.metrics import classification_metrics
+from transfer.eval.plots import plot_confusion
+from transfer.inference.ensemble import load_members
+from transfer.inference.predict import predict_paths, write_csv
 
 
 def evaluate_folder(

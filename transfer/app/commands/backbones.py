@@ -10,8 +10,8 @@ import logging
 
 import torch
 
+from transfer.backbones.catalog import get_spec, list_backbones
 from transfer.backbones.factory import create_backbone
-from transfer.backbones.registry import get_spec, list_backbones
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def backbone_rows() -> list[dict]:
 
 
 def hub_caches() -> str:
-    from transfer.backbones.hub import hf_cache_dir, torch_hub_checkpoints_dir
+    from transfer.backbones.sources.hub import hf_cache_dir, torch_hub_checkpoints_dir
 
     return f"timm (Hugging Face) {hf_cache_dir()}, torchvision (torch.hub) {torch_hub_checkpoints_dir()}"
 

@@ -19,10 +19,11 @@ from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.dataset import SampledViews
-from transfer.features.grid import one_cpu_thread
 from transfer.features.tap import is_penultimate
-from transfer.module import Classifier, TransferModule
-from transfer.regimes import Regime, apply_regime
+from transfer.model.classifier import Classifier
+from transfer.training.head_engine import one_cpu_thread
+from transfer.training.module import TransferModule
+from transfer.training.regimes import Regime, apply_regime
 
 log = logging.getLogger(__name__)
 

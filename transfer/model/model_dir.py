@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from transfer import __version__
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
-from transfer.module import Classifier
+from transfer.model.classifier import Classifier
 
 CARD = "card.json"
 WEIGHTS = "model.safetensors"
@@ -32,9 +32,9 @@ def save_model_dir(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    save_file(state, str(path / WEIGHTS), metadata={"format": "transfer.model_dir", "version": __version__})
+    save_file(state, str(path / WEIGHTS), metadata={"format": "transfer.model.model_dir", "version": __version__})
     card = {
-        "format": "transfer.model_dir/1",
+        "format": "transfer.model.model_dir/1",
         "transfer_version": __version__,
         "backbone": backbone_name,
         "backbone_kwargs": backbone_kwargs or {},
@@ -64,7 +64,7 @@ def read_card(path: str | Path, key: str = "model") -> dict:
 def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, dict]:
     """Rebuild the classifier from a model dir; returns (classifier in eval mode, card)."""
     from transfer.backbones.factory import create_backbone
-    from transfer.heads import create_head
+    from transfer.model.heads import create_head
 
     card = read_card(path, key)
     backbone = create_backbone(card["backbone"], pretrained=False, **card.get("backbone_kwargs", {}))

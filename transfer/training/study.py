@@ -16,16 +16,16 @@ import torch
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
+from transfer.data.splits import Splitter
 from transfer.distributed import is_rank_zero
-from transfer.heads import create_head
-from transfer.model_dir import save_model_dir
-from transfer.regimes import Regime
-from transfer.report import classification_metrics, plot_confusion, plot_curves, plot_regimes
-from transfer.training import TrainConfig, fit_classifier
+from transfer.eval.metrics import classification_metrics
+from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
+from transfer.model.heads import create_head
+from transfer.model.model_dir import save_model_dir
+from transfer.training.fit import TrainConfig, fit_classifier
+from transfer.training.regimes import Regime
 
 log = logging.getLogger(__name__)
-
-Splitter = Callable[[int], tuple[list[int], list[int]]]  # seed -> (train indices, eval indices)
 
 
 @dataclass
@@ -122,7 +122,7 @@ def run_study(
 @contextlib.contextmanager
 def quiet_per_run_logs(enabled: bool) -> Iterator[None]:
     """In a study each run prints one line; the per-run cache and training INFO lines would drown the table."""
-    names = ("transfer.features", "transfer.training")
+    names = ("transfer.features", "transfer.training.fit")
     saved = {n: logging.getLogger(n).level for n in names}
     if enabled:
         for n in names:

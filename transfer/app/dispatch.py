@@ -76,7 +76,7 @@ def _check_weights_early(bb: dict, first_regime: dict) -> None:
     if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
         raise UserError(f"backbone.weights={w}: no such file or directory.")
     if not w and bb.get("pretrained") and first_regime.get("pretrained", True):
-        from transfer.backbones.offline import early_offline_check
+        from transfer.backbones.sources.offline import early_offline_check
 
         early_offline_check(str(bb["name"]))
 
@@ -92,7 +92,7 @@ def fit(cfg: DictConfig) -> None:
     _check_data_early(data)
     _check_weights_early(bb, regimes[0])
     _quiet_lightning()
-    from transfer.fit_pipeline import FitRequest, run_fit
+    from transfer.training.pipeline import FitRequest, run_fit
 
     request = FitRequest(
         backbone=bb,
@@ -120,7 +120,7 @@ def _regime_cfg(cfg: DictConfig, name: str) -> dict:
     """A regime named in study.regimes: the current `regime` if it has that name (with overrides), else its preset."""
     if cfg.regime.name == name:
         return plain(cfg.regime)
-    from transfer.config_source import conf_dir
+    from transfer.app.config_source import conf_dir
 
     f = conf_dir() / "regime" / f"{name}.yaml"
     if not f.is_file():
@@ -134,7 +134,7 @@ def predict(cfg: DictConfig) -> None:
         raise UserError(
             "command=predict needs model=<run dir>/model (or a list, an ensemble) and images=<file or folder>."
         )
-    from transfer.predict import predict_files, write_csv
+    from transfer.inference.predict import predict_files, write_csv
 
     model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
     rows = predict_files(model, str(cfg.images), tta=str(cfg.get("tta", "center")))
@@ -155,7 +155,7 @@ def evaluate(cfg: DictConfig) -> None:
             "command=evaluate needs model=<model dir> (or a list) and data=folder data.root=<labelled folder>."
         )
     _check_data_early(plain(cfg.data))
-    from transfer.evaluate import evaluate_folder
+    from transfer.inference.evaluate import evaluate_folder
 
     model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
     m = evaluate_folder(model, Path(str(cfg.data.root)).expanduser(), output_dir(), str(cfg.get("tta", "center")))
@@ -169,21 +169,21 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 def backbones(cfg: DictConfig) -> None:
-    from transfer.listing import print_backbone_table
+    from transfer.app.commands.backbones import print_backbone_table
 
     print_backbone_table()
 
 
 def features(cfg: DictConfig) -> None:
     _quiet_lightning()
-    from transfer.features.command import features_command
+    from transfer.app.commands.features import features_command
 
     features_command(plain(cfg), output_dir())
 
 
 def augment_preview(cfg: DictConfig) -> None:
     """A PNG grid of augmented training samples (data, backbone and augment as for fit; preview.rows/views)."""
-    from transfer.augment_preview import write_augment_preview
+    from transfer.app.commands.augment_preview import write_augment_preview
 
     opts = plain(cfg.get("preview")) or {}
     data = plain(cfg.data)
