@@ -49,14 +49,20 @@ def test_compare_models_verdict_lines():
     assert compare_models("full", a, "frozen", b) == "full beats frozen, p = 0.021 (McNemar, 153 images)"
     assert compare_models("frozen", b, "full", a) == "full beats frozen, p = 0.021 (McNemar, 153 images)"
     a, b = _pair(4, 4, both_right=145)
-    assert compare_models("full", a, "frozen", b) == "no detectable difference between full and frozen on 153 images (p = 1.0)"
+    assert (
+        compare_models("full", a, "frozen", b)
+        == "no detectable difference between full and frozen on 153 images (p = 1.0)"
+    )
     a, b = _pair(30, 0, both_right=123)
     assert compare_models("full", a, "frozen", b) == "full beats frozen, p < 0.001 (McNemar, 153 images)"
 
 
 def test_compare_models_not_significant_shows_p():
     a, b = _pair(6, 3, both_right=144)  # p = 0.508
-    assert compare_models("full", a, "frozen", b) == "no detectable difference between full and frozen on 153 images (p = 0.51)"
+    assert (
+        compare_models("full", a, "frozen", b)
+        == "no detectable difference between full and frozen on 153 images (p = 0.51)"
+    )
 
 
 def test_paired_table_all_pairs_with_holm():
@@ -65,7 +71,11 @@ def test_paired_table_all_pairs_with_holm():
     better[50:70] = True
     names = ["frozen", "partial", "full"]
     rows = paired_table(names, [base, base.copy(), better])
-    assert [(r["model_a"], r["model_b"]) for r in rows] == [("frozen", "partial"), ("frozen", "full"), ("partial", "full")]
+    assert [(r["model_a"], r["model_b"]) for r in rows] == [
+        ("frozen", "partial"),
+        ("frozen", "full"),
+        ("partial", "full"),
+    ]
     assert rows[1]["only_b_right"] == 20 and rows[1]["only_a_right"] == 0
     assert rows[1]["accuracy_a"] == 0.5 and rows[1]["accuracy_b"] == 0.7
     assert rows[1]["verdict"].startswith("full beats frozen")
