@@ -34,7 +34,7 @@ def _fit_power_law(n: np.ndarray, acc: np.ndarray) -> tuple[float, float, float]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
                 params, _ = curve_fit(
-                    _power_law, n, acc, p0=(a0, b0, c0), bounds=([0, 0, 1e-3], [1, np.inf, 5]), maxfev=20000
+                    _power_law, n, acc, p0=(a0, b0, c0), bounds=([0, 0, 1e-3], [1, np.inf, 5]), maxfev=5000
                 )
         except (RuntimeError, ValueError):
             continue
