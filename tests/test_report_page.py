@@ -227,6 +227,16 @@ def _need_browser():
         pytest.skip(missing)
 
 
+def test_missing_browser_skips_locally_but_fails_in_ci(monkeypatch):
+    monkeypatch.setitem(globals(), "_chromium", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser test: no chromium"):
+        _need_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no chromium on PATH"):
+        _need_browser()
+
+
 def test_page_in_chromium(tmp_path):
     _need_browser()
     from playwright.sync_api import sync_playwright
