@@ -159,6 +159,14 @@ def test_class_names_are_escaped(tmp_path):
     assert "<script" not in page.lower()  # the page itself runs no script at all
 
 
+def test_gallery_order_is_what_the_page_says():
+    items = [{"image": np.zeros((8, 8), np.uint8), "name": f"n{c}", "confidence": c} for c in (0.6, 0.9, 0.7)]
+    page = render_report({"gallery": {"mistakes": items, "uncertain_correct": items}})
+    mistakes, uncertain = page.split("Correct but uncertain")
+    assert re.findall(r'alt="(n[0-9.]+)"', mistakes) == ["n0.9", "n0.7", "n0.6"]  # most confident mistakes first
+    assert re.findall(r'alt="(n[0-9.]+)"', uncertain) == ["n0.6", "n0.7", "n0.9"]  # least confident right answers
+
+
 def test_missing_sections_are_omitted():
     page = render_report({"title": "only a title"})
     assert "<h1>only a title</h1>" in page
@@ -237,6 +245,7 @@ def test_missing_browser_skips_locally_but_fails_in_ci(monkeypatch):
         _need_browser()
 
 
+@pytest.mark.slow  # ~7 s on 2 busy cores, mostly starting Chromium; CI runs the slow tests too
 def test_page_in_chromium(tmp_path):
     _need_browser()
     from playwright.sync_api import sync_playwright

@@ -90,7 +90,8 @@ td.ci{color:#666;font-size:13px;font-variant-numeric:tabular-nums}
 .confusion td.cm b{display:block;font-size:14px}.confusion td.cm small{font-size:11px;opacity:.85}
 .confusion td.tot,.confusion th.tot{color:#666;font-size:12px}
 .two{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
-.grow{flex:1 1 280px;min-width:0}
+.two>*{min-width:0;max-width:100%}
+.grow{flex:1 1 280px}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
 .card{width:150px;border:1px solid #e2e2de;border-radius:4px;padding:6px;font-size:12px;background:#fcfcfb}
 .card .frame{height:128px;display:flex;align-items:center;justify-content:center;background:#f0f0ee}
@@ -188,13 +189,18 @@ def _card(item: dict) -> str:
     )
 
 
+def _confidence(item: dict) -> float:
+    c = item.get("confidence")
+    return float(c) if isinstance(c, int | float) else 0.5
+
+
 def _gallery(g: dict) -> str:
     parts = []
     for key, title, note in (
         ("mistakes", "Mistakes", "wrong predictions, most confident first"),
         ("uncertain_correct", "Correct but uncertain", "right answers given with the least confidence"),
     ):
-        items = g.get(key) or []
+        items = sorted(g.get(key) or [], key=lambda it: _confidence(it), reverse=key == "mistakes")
         if items:
             cards = "".join(_card(it) for it in items[:MAX_LISTED])
             parts.append(
