@@ -216,8 +216,9 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
 
     from safetensors.torch import save_file
 
+    from tests.requests import fit_request
     from tests.synthetic import write_image_folder
-    from transfer.training.pipeline import FitRequest, run_fit
+    from transfer.training.pipeline import run_fit
 
     write_user_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -227,23 +228,23 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
     save_file(source.state_dict(), str(tmp_path / "tinynet.safetensors"))  # the user's own checkpoint
     loaded = create_backbone("tinynet", weights=str(tmp_path / "tinynet.safetensors"))
     assert torch.equal(loaded.block2[0].weight, source.block2[0].weight)
-    regimes = [
-        {"name": "frozen", "frozen_stages": None, "body_lr_factor": 0.0},
-        {"name": "partial", "frozen_stages": 1, "body_lr_factor": 0.1},
-        {"name": "full", "frozen_stages": 0, "body_lr_factor": 0.1},
-    ]
     report = run_fit(
-        FitRequest(
-            backbone={"name": "tinynet", "pretrained": False, "weights": str(tmp_path / "tinynet.safetensors")},
-            data={"kind": "folder", "root": str(write_image_folder(tmp_path / "data", n=8)), "batch_size": 8},
-            head={"name": "cosine", "lr": 0.01, "params": {"scale": 5.0}},
-            trainer={"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-            augment={"mirror": False, "crop": "none", "crop_scale": [1.0, 1.0]},
-            regimes=regimes,
-            seeds=[0],
-            source=None,
-            out_dir=tmp_path / "run",
-            quiet=True,
+        fit_request(
+            tmp_path / "run",
+            "backbone=lenet5",
+            "backbone.name=tinynet",
+            f"backbone.weights={tmp_path / 'tinynet.safetensors'}",
+            "data=folder",
+            f"data.root={write_image_folder(tmp_path / 'data', n=8)}",
+            "data.batch_size=8",
+            "head.name=cosine",
+            "head.lr=0.01",
+            "+head.params.scale=5.0",
+            "trainer.max_epochs=2",
+            "augment=none",
+            "study.regimes=[frozen,partial,full]",
+            "regime.frozen_stages=1",
+            "regime=partial",
         )
     )
     assert list(report["table"]) == ["frozen", "partial", "full"]

@@ -7,11 +7,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from transfer.app.config_source import conf_dir, list_recipes, recipes_dir, register_recipe_source
+from transfer.app.schema import register_schema
 
 
 @pytest.fixture
 def compose_cfg():
     register_recipe_source()
+    register_schema()
 
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()

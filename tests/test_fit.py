@@ -7,47 +7,21 @@ import json
 
 import pytest
 
+from tests.requests import fit_request
 from tests.synthetic import save_random_timm_weights, write_image_folder
-from transfer.training.pipeline import FitRequest, run_fit
-
-AUGMENT_NONE = {
-    "mirror": False,
-    "crop": "none",
-    "crop_scale": [1.0, 1.0],
-    "rotation": 0.0,
-    "shear": 0.0,
-    "color_jitter": 0.0,
-    "pca_noise": 0.0,
-}
-HEAD = {"name": "softmax", "lr": 0.01, "weight_decay": 1e-4, "label_smoothing": 0.0, "params": {}}
-TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
-
-
-def regime(name: str, frozen_stages, factor: float, norm: str = "eval", pretrained: bool = True) -> dict:
-    return {
-        "name": name,
-        "frozen_stages": frozen_stages,
-        "body_lr_factor": factor,
-        "stage_lr_decay": 1.0,
-        "norm": norm,
-        "pretrained": pretrained,
-    }
+from transfer.training.pipeline import run_fit
 
 
 def test_reduced_digits_study_transfers_above_chance(tmp_path):
     report = run_fit(
-        FitRequest(
-            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
-            data={"kind": "digits", "classes": [5, 6, 7, 8, 9], "shots": 10, "batch_size": 32},
-            head=HEAD,
-            trainer={**TRAINER, "max_epochs": 30},
-            augment=AUGMENT_NONE,
-            regimes=[regime("frozen", None, 0.0), regime("full", 0, 0.1)],
-            seeds=[0],
-            source={"classes": [0, 1, 2, 3, 4], "max_epochs": 4, "lr": 0.003, "batch_size": 64},
-            out_dir=tmp_path,
-            quiet=True,
-            probe_stages=["pooled", "c5"],
+        fit_request(
+            tmp_path,
+            "study.regimes=[frozen,full]",
+            "study.seeds=[0]",
+            "study.probe_stages=[pooled,c5]",
+            "source.max_epochs=4",
+            "trainer.max_epochs=30",
+            recipe="digits",
         )
     )
     assert list(report["table"]) == ["frozen", "full"]
@@ -73,17 +47,19 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
 def test_folder_fit_end_to_end_regimes_learn(tmp_path, name, frozen):
     root = write_image_folder(tmp_path / "data", n=12)
     report = run_fit(
-        FitRequest(
-            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
-            data={"kind": "folder", "root": str(root), "val_fraction": 0.25, "batch_size": 8},
-            head=HEAD,
-            trainer={**TRAINER, "max_epochs": 25},
-            augment=AUGMENT_NONE,
-            regimes=[regime(name, frozen, 1.0, norm="train")],
-            seeds=[0],
-            source=None,
-            out_dir=tmp_path / "run",
-            quiet=True,
+        fit_request(
+            tmp_path / "run",
+            "data=folder",
+            f"data.root={root}",
+            "data.val_fraction=0.25",
+            "data.batch_size=8",
+            f"regime={name}",
+            f"regime.frozen_stages={frozen}",
+            "regime.body_lr_factor=1.0",
+            "regime.norm=train",
+            "head.lr=0.01",
+            "augment=none",
+            "trainer.max_epochs=25",
         )
     )
     best = report["best"]
@@ -150,17 +126,15 @@ def test_a_test_folder_beside_val_is_scored_once_with_the_best_model(tmp_path):
     for split, n, seed in (("train", 10, 0), ("val", 3, 1), ("test", 4, 2)):
         write_image_folder(tmp_path / "data" / split, n=n, seed=seed)
     report = run_fit(
-        FitRequest(
-            backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
-            data={"kind": "folder", "root": str(tmp_path / "data"), "batch_size": 8},
-            head=HEAD,
-            trainer={**TRAINER, "max_epochs": 20},
-            augment=AUGMENT_NONE,
-            regimes=[regime("scratch", 0, 1.0, norm="train", pretrained=False)],
-            seeds=[0],
-            source=None,
-            out_dir=tmp_path / "run",
-            quiet=True,
+        fit_request(
+            tmp_path / "run",
+            "data=folder",
+            f"data.root={tmp_path / 'data'}",
+            "data.batch_size=8",
+            "regime=scratch",
+            "head.lr=0.01",
+            "augment=none",
+            "trainer.max_epochs=20",
         )
     )
     assert report["eval_split"] == "val" and report["best"]["n"] == 9
@@ -175,17 +149,12 @@ def test_an_unknown_probe_stage_names_the_choices(tmp_path):
     expected = r"study.probe_stages: backbone 'lenet5' has no stage 'c9'; choose from pooled, features, c1, c3, c5, f6"
     with pytest.raises(UserError, match=expected):
         run_fit(
-            FitRequest(
-                backbone={"name": "lenet5", "pretrained": False, "weights": None, "kwargs": {}},
-                data={"kind": "digits", "classes": [5, 6], "shots": 5, "batch_size": 32},
-                head=HEAD,
-                trainer={**TRAINER, "max_epochs": 1},
-                augment=AUGMENT_NONE,
-                regimes=[regime("frozen", None, 0.0)],
-                seeds=[0],
-                source=None,
-                out_dir=tmp_path,
-                quiet=True,
-                probe_stages=["c9"],
+            fit_request(
+                tmp_path,
+                "data.classes=[5,6]",
+                "data.shots=5",
+                "trainer.max_epochs=1",
+                "study.probe_stages=[c9]",
+                "augment=none",
             )
         )

@@ -1,6 +1,7 @@
-"""`python -m transfer`: compose the Hydra config, run the command, print user errors as one line (exit 2).
+"""`python -m transfer`: check the command line, let Hydra run the command, print user errors as one line (exit 2).
 
 Kept free of heavy imports so that mistakes are reported in well under the 5 seconds torch + timm take to load.
+`TRANSFER_DEBUG=1` prints the whole chain of causes behind a one-line error.
 """
 
 from __future__ import annotations
@@ -8,12 +9,26 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 
-import hydra
 from omegaconf import DictConfig
 
-from transfer.app.config_source import conf_dir, register_recipe_source
 from transfer.errors import UserError
+
+DEBUG_ENV = "TRANSFER_DEBUG"
+
+
+def report_user_error(e: UserError) -> None:
+    """`error: <one line>` on stderr; with TRANSFER_DEBUG=1 first every exception in the chain, causes included."""
+    if os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on"):
+        chain: list[BaseException] = []
+        cause: BaseException | None = e
+        while cause is not None and cause not in chain:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__  # `from None` hides a cause from users, not from debugging
+        for exc in reversed(chain):
+            print("".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False)), file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
 
 
 def _task(cfg: DictConfig) -> None:
@@ -22,7 +37,7 @@ def _task(cfg: DictConfig) -> None:
     try:
         dispatch(cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        report_user_error(e)
         sys.exit(2)
 
 
@@ -33,8 +48,27 @@ def expand_home(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *expand_home(sys.argv[1:])]
+    import hydra
+
+    from transfer.app.compose import precheck
+    from transfer.app.config_source import conf_dir, register_recipe_source
+    from transfer.app.schema import register_schema
+
+    args = expand_home(sys.argv[1:])
+    if any(a in ("-h", "--help") for a in args):
+        from transfer.app.help import print_help
+
+        print_help()
+        return
+    try:
+        if not any(a in ("--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") for a in args):
+            precheck(args)
+    except UserError as e:
+        report_user_error(e)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *args]
     register_recipe_source()
+    register_schema()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig, build_eval_transform, build_train_transform, fit_pca_colour
@@ -18,11 +18,11 @@ from transfer.data.datamodule import ImageDataModule
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
-from transfer.features.dataset import SampledViews
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
-from transfer.training.head_engine import one_cpu_thread
+from transfer.training.head_engine import HeadTraining, fit_heads, write_history_csv
 from transfer.training.module import TransferModule
+from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.regimes import Regime, apply_regime
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,20 @@ class TrainConfig:
     validate_each_epoch: bool = True  # False: no val loop inside fit (studies evaluate once at the end)
     trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
     features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+
+    def head_training(self) -> HeadTraining:
+        """The same settings for the head engine (heads on cached features)."""
+        return HeadTraining(
+            self.max_epochs,
+            self.batch_size,
+            self.weight_decay,
+            self.label_smoothing,
+            self.optimizer,
+            self.scheduler,
+            self.seed,
+        )
 
 
 @dataclass
@@ -67,36 +81,14 @@ def make_trainer(cfg: TrainConfig, out_dir: Path | None, quiet: bool = False) ->
     return pl.Trainer(**kwargs)
 
 
+def head_device(cfg: TrainConfig) -> torch.device:
+    """Where heads on cached features train: the GPU when the trainer may use one and there is one."""
+    wants_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
 def _device_of(trainer: pl.Trainer) -> torch.device:
     return trainer.strategy.root_device
-
-
-def fit_head_on_features(
-    head: nn.Module,
-    regime: Regime,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    val_features: torch.Tensor | None,
-    val_labels: torch.Tensor | None,
-    num_classes: int,
-    cfg: TrainConfig,
-    trainer: pl.Trainer | None = None,
-) -> torch.Tensor | None:
-    """Train `head` on cached features (N x K x D: one view per image per epoch); returns val probabilities."""
-    trainer = trainer or make_trainer(cfg, None, quiet=True)
-    module = TransferModule(
-        None, head, num_classes, regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(SampledViews(features, labels), batch_size=cfg.batch_size, shuffle=True, generator=gen)
-    val_dl = (
-        DataLoader(TensorDataset(val_features, val_labels), batch_size=cfg.batch_size * 4)
-        if val_features is not None and val_labels is not None and len(val_features)
-        else None
-    )
-    with one_cpu_thread(_device_of(trainer)):
-        trainer.fit(module, train_dl, val_dl if cfg.validate_each_epoch else None)
-    return predict_probs(head, val_dl, _device_of(trainer)) if val_dl is not None else None
 
 
 @torch.inference_mode()
@@ -124,10 +116,9 @@ def fit_classifier(
         backbone.reset_aux_heads(len(train.classes))
     pre = backbone.preprocessing
     eval_tf = build_eval_transform(pre)
-    trainer = make_trainer(cfg, out_dir, quiet)
     start = time.perf_counter()
     if regime.body_frozen:
-        device = _device_of(trainer)
+        device = head_device(cfg)
         features = cfg.features or FeatureConfig()
         if not is_penultimate(features.stage):
             raise UserError(
@@ -142,16 +133,28 @@ def fit_classifier(
             "frozen regime: the head trains on %s cached features, no backbone in the loop",
             "x".join(str(n) for n in feats.shape),
         )
-        probs = fit_head_on_features(
-            head, regime, feats, train.labels, val_feats, val.labels if val else None, len(train.classes), cfg, trainer
+        fit = fit_heads(
+            [head], [cfg.lr], feats, train.labels, cfg.head_training(), val_feats, val.labels if val else None, device
         )
+        probs = fit.val_probs[0] if fit.val_probs else None
+        if out_dir is not None and cfg.validate_each_epoch:
+            write_history_csv(fit.history, Path(out_dir) / "logs" / "metrics.csv")
     else:
+        trainer = make_trainer(cfg, out_dir, quiet)
         pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
         dm = ImageDataModule(
             train, val, build_train_transform(pre, augment, pca), eval_tf, cfg.batch_size, cfg.num_workers, cfg.seed
         )
         module = TransferModule(
-            backbone, head, len(train.classes), regime, cfg.lr, cfg.weight_decay, label_smoothing=cfg.label_smoothing
+            backbone,
+            head,
+            len(train.classes),
+            regime,
+            cfg.lr,
+            cfg.weight_decay,
+            label_smoothing=cfg.label_smoothing,
+            optimizer=cfg.optimizer,
+            scheduler=cfg.scheduler,
         )
         if cfg.validate_each_epoch:
             trainer.fit(module, datamodule=dm)

@@ -1,15 +1,19 @@
-"""Many linear heads in one pass over cached features (as dinov2's linear evaluation does): every batch read once
-updates a head per learning rate, so a sweep over `head.lr` costs about one head's training."""
+"""The one engine that trains heads on cached features: the frozen regime, probe grids, stage probes, studies and
+sweeps all come here. Many heads train in one pass (as dinov2's linear evaluation does): every batch read once
+updates a head per learning rate, so a sweep over `head.lr` costs about one head's training. No body is in the
+loop and no Lightning Trainer: a tiny head on N x D features needs a plain loop on one CPU thread."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from transfer.features.dataset import SampledViews
+from transfer.training.optim import OptimizerSpec, ParamGroup, SchedulerSpec, build_optimizer, build_scheduler
 
 
 @contextlib.contextmanager
@@ -24,55 +28,99 @@ def one_cpu_thread(device: torch.device | str = "cpu") -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class HeadGrid(nn.Module):
-    """G independent linear heads D -> C evaluated together: N x D -> N x G x C."""
+@dataclass(frozen=True)
+class HeadTraining:
+    """How heads train on features: the epochs, batches and optimiser of `head.*`, `optimizer.*`, `scheduler.*`."""
 
-    def __init__(self, in_features: int, num_classes: int, count: int) -> None:
-        super().__init__()
-        self.heads = nn.ModuleList(nn.Linear(in_features, num_classes) for _ in range(count))
+    epochs: int = 30
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    seed: int = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([h(x) for h in self.heads], dim=1)  # N x G x C
+
+@dataclass
+class HeadFit:
+    heads: list[nn.Module]
+    history: list[dict]  # per epoch: epoch, train/loss, train/acc (the first head), val/loss, val/acc when given
+    val_probs: list[torch.Tensor] | None  # per head: N_val x C softmax
 
 
-def _train_head_grid(
+def fit_heads(
+    heads: Sequence[nn.Module],
+    lrs: Sequence[float],
     features: torch.Tensor,
     labels: torch.Tensor,
-    val_features: torch.Tensor,
-    val_labels: torch.Tensor,
-    lrs: list[float],
-    epochs: int = 30,
-    batch_size: int = 32,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-) -> list[float]:
-    """`train_head_grid` on the current threads."""
-    torch.manual_seed(seed)
-    num_classes = int(max(labels.max(), val_labels.max() if len(val_labels) else 0)) + 1
-    grid = HeadGrid(int(features.shape[-1]), num_classes, len(lrs))
-    opt = torch.optim.AdamW(
-        [{"params": h.parameters(), "lr": lr} for h, lr in zip(grid.heads, lrs, strict=True)],
-        weight_decay=weight_decay,
+    how: HeadTraining,
+    val_features: torch.Tensor | None = None,
+    val_labels: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> HeadFit:
+    """Train every head at its own rate on the same batches of `features` (N x K x D: one view per image per epoch,
+    drawn afresh; or N x D). Each head's gradient is its own loss's gradient (the losses are summed)."""
+    if len(heads) != len(lrs):
+        raise ValueError(f"{len(heads)} heads for {len(lrs)} learning rates")
+    device = torch.device(device)
+    with one_cpu_thread(device):
+        return _fit(list(heads), list(lrs), features, labels, how, val_features, val_labels, device)
+
+
+def _fit(heads, lrs, features, labels, how, val_features, val_labels, device) -> HeadFit:
+    torch.manual_seed(how.seed)
+    for h in heads:
+        h.to(device).train()
+    opt = build_optimizer(
+        [ParamGroup(f"head{i}", list(h.parameters()), lr) for i, (h, lr) in enumerate(zip(heads, lrs, strict=True))],
+        how.optimizer,
+        how.weight_decay,
     )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    sched = build_scheduler(opt, how.scheduler, how.epochs)
     loader = torch.utils.data.DataLoader(
         SampledViews(features, labels),
-        batch_size=batch_size,
+        batch_size=how.batch_size,
         shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(how.seed),
     )
-    for _ in range(epochs):
+    history: list[dict] = []
+    has_val = val_features is not None and val_labels is not None and len(val_features) > 0
+    for epoch in range(how.epochs):
+        seen, loss_sum, correct = 0, 0.0, 0
         for x, y in loader:
-            logits = grid(x)  # B x G x C
-            # the sum of the heads' losses: each head's gradient is its own loss's gradient
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(len(lrs)), reduction="sum")
+            x, y = x.to(device), y.to(device)
+            logits = [h(x) for h in heads]  # each B x C
+            losses = [nn.functional.cross_entropy(lg, y, label_smoothing=how.label_smoothing) for lg in logits]
             opt.zero_grad()
-            (loss / len(y)).backward()
+            torch.stack(losses).sum().backward()
             opt.step()
+            seen += len(y)
+            loss_sum += float(losses[0].detach()) * len(y)
+            correct += int((logits[0].argmax(1) == y).sum())
         sched.step()
-    with torch.no_grad():
-        preds = grid(val_features).argmax(-1)  # N_val x G
-    return [float((preds[:, g] == val_labels).float().mean()) for g in range(len(lrs))]
+        row = {"epoch": epoch, "train/loss": loss_sum / max(seen, 1), "train/acc": correct / max(seen, 1)}
+        if has_val:
+            probs = predict_heads(heads[:1], val_features, device)[0]
+            row["val/loss"] = float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), val_labels.cpu()))
+            row["val/acc"] = float((probs.argmax(1) == val_labels.cpu()).float().mean())
+        history.append(row)
+    for h in heads:
+        h.eval()
+    val_probs = predict_heads(heads, val_features, device) if has_val else None
+    return HeadFit([h.cpu() for h in heads], history, val_probs)
+
+
+@torch.no_grad()
+def predict_heads(heads: Sequence[nn.Module], features: torch.Tensor, device: torch.device | str = "cpu") -> list:
+    """Softmax of every head on N x D features (eval mode; each N x C on the CPU)."""
+    x = features.to(device)
+    out = []
+    for h in heads:
+        was = h.training
+        h.eval()
+        out.append(torch.softmax(h(x).float(), dim=1).cpu())
+        h.train(was)
+    return out
 
 
 def train_head_grid(
@@ -81,11 +129,27 @@ def train_head_grid(
     val_features: torch.Tensor,
     val_labels: torch.Tensor,
     lrs: list[float],
-    epochs: int = 30,
-    batch_size: int = 32,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
+    how: HeadTraining,
+    num_classes: int | None = None,
 ) -> list[float]:
-    """Held-out accuracy of one linear head per learning rate, trained on the same batches (N x K x D views)."""
-    with one_cpu_thread():
-        return _train_head_grid(features, labels, val_features, val_labels, lrs, epochs, batch_size, weight_decay, seed)
+    """Held-out accuracy of one linear head per learning rate, all trained on the same batches (N x K x D views)."""
+    torch.manual_seed(how.seed)
+    if num_classes is None:
+        num_classes = int(max(labels.max(), val_labels.max() if len(val_labels) else 0)) + 1
+    heads = [nn.Linear(int(features.shape[-1]), num_classes) for _ in lrs]
+    fit = fit_heads(heads, lrs, features, labels, how, val_features, val_labels)
+    return [float((p.argmax(1) == val_labels).float().mean()) for p in fit.val_probs or []]
+
+
+def write_history_csv(history: list[dict], path) -> None:
+    """Per-epoch metrics in the layout of Lightning's CSVLogger (what the curves plot reads)."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)

@@ -1,8 +1,7 @@
-"""One thin LightningModule: (backbone +) head, cross-entropy (+ auxiliary terms), torchmetrics, per-group LRs."""
+"""One thin LightningModule for fine-tuning: backbone + head, cross-entropy (+ auxiliary terms), torchmetrics,
+per-group LRs, the configured optimiser and schedule. Heads on cached features train in head_engine.py instead."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from transfer.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler
 from transfer.training.regimes import Regime, param_groups
 
 
@@ -24,9 +24,9 @@ class TransferModule(pl.LightningModule):
         regime: Regime,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
         label_smoothing: float = 0.0,
-        cosine_schedule: bool = True,
+        optimizer: OptimizerSpec | None = None,
+        scheduler: SchedulerSpec | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -41,8 +41,8 @@ class TransferModule(pl.LightningModule):
         self.backbone = backbone
         self.head = head
         self.regime = regime
-        self.optimizer_factory = optimizer
-        self.cosine_schedule = cosine_schedule
+        self.optimizer_spec = optimizer or OptimizerSpec()
+        self.scheduler_spec = scheduler or SchedulerSpec()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
@@ -81,9 +81,8 @@ class TransferModule(pl.LightningModule):
         self.log("val/f1_macro", self.val_f1, on_step=False, on_epoch=True, batch_size=len(y))
 
     def configure_optimizers(self):
-        groups = param_groups(self.backbone, self.head, self.regime, self.hparams.lr, self.hparams.weight_decay)
-        opt = self.optimizer_factory(groups)
-        if not self.cosine_schedule or not self.trainer.max_epochs or self.trainer.max_epochs < 0:
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
+        groups = param_groups(self.backbone, self.head, self.regime, self.hparams.lr)
+        opt = build_optimizer(groups, self.optimizer_spec, self.hparams.weight_decay)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        sched = build_scheduler(opt, self.scheduler_spec, epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

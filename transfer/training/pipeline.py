@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,81 +20,66 @@ from transfer.data.task import TaskData, load_digits_task, load_folder_task
 from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
 from transfer.eval.metrics import classification_metrics
-from transfer.features.config import FeatureConfig
 from transfer.model.heads import create_head
 from transfer.model.model_dir import load_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier, predict_probs
 from transfer.training.regimes import Regime
 from transfer.training.stage_probe import check_stages, probe_stages
-from transfer.training.study import StudyResult, quiet_per_run_logs, run_study, write_study_report
+from transfer.training.study import quiet_per_run_logs, run_study, write_study_report
 
 log = logging.getLogger("transfer")
 
 
+@dataclass(frozen=True)
+class BackboneChoice:
+    """Which body to build: a registered or timm name, hub weights or a weights source, builder arguments."""
+
+    name: str
+    pretrained: bool = False
+    weights: str | None = None
+    kwargs: dict = field(default_factory=dict)
+
+
 @dataclass
 class FitRequest:
-    """Everything `fit` needs, as plain values (the library can be driven without Hydra)."""
+    """Everything `fit` needs, as plain values and dataclasses (the library can be driven without Hydra)."""
 
-    backbone: dict  # name, pretrained, weights, kwargs
-    data: dict  # kind (folder | digits) and its fields
-    head: dict  # name, lr, weight_decay, label_smoothing, params
-    trainer: dict  # max_epochs + pytorch_lightning.Trainer arguments
-    augment: dict
-    regimes: list[dict]
+    backbone: BackboneChoice
+    data: dict  # kind (folder | digits) and its fields, as conf/data/*.yaml
+    head: dict  # {"name": ..., **params}: what create_head receives and the model dir records
+    train: TrainConfig
+    augment: AugmentConfig
+    regimes: list[Regime]
+    presets: dict[str, Regime]  # every regime of conf/regime/ (the source pretraining and probes use these)
     seeds: list[int]
-    source: dict | None
     out_dir: Path
+    source: dict | None = None  # pretrain a source model first (data=digits): classes, max_epochs, lr, batch_size
     quiet: bool = False
-    features: dict | None = None  # the feature cache (conf/config.yaml `features:`); None: its defaults
     probe_stages: list[str] | None = None  # frozen features of these stages scored by a linear probe (stage_probe.py)
 
 
-def _typed(cls, values: dict, key: str):
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise UserError(f"{key}: {e}; see conf/{key}/ for the accepted keys.") from None
-
-
-def train_config(req: FitRequest) -> TrainConfig:
-    trainer = dict(req.trainer)
-    return TrainConfig(
-        max_epochs=int(trainer.pop("max_epochs", 10)),
-        lr=float(req.head.get("lr", 1e-3)),
-        weight_decay=float(req.head.get("weight_decay", 1e-4)),
-        label_smoothing=float(req.head.get("label_smoothing", 0.0)),
-        batch_size=int(req.data.get("batch_size", 32)),
-        num_workers=int(req.data.get("num_workers", 0)),
-        trainer=trainer,
-        features=FeatureConfig.from_dict(req.features) if req.features is not None else None,
-    )
-
-
-def pretrain_digits_source(req: FitRequest, train_cfg: TrainConfig) -> tuple[Path, float]:
+def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
     """Train the body from scratch on the source digits; returns (model dir, held-out source accuracy)."""
-    src = req.source
-    name, kwargs = req.backbone["name"], req.backbone.get("kwargs") or {}
+    src, train_cfg = req.source, req.train
+    name, kwargs = req.backbone.name, req.backbone.kwargs
     torch.manual_seed(train_cfg.seed)
     backbone = create_backbone(name, pretrained=False, **kwargs)
     task = load_digits_task(list(src["classes"]), 1, backbone.preprocessing)
     train_idx, val_idx = stratified_split(task.images.labels, 0.1, 0)
     head = create_head("softmax", backbone.num_features, len(task.images.classes))
-    cfg = TrainConfig(
-        **{
-            **train_cfg.__dict__,
-            "max_epochs": int(src.get("max_epochs", 15)),
-            "lr": float(src.get("lr", 3e-3)),
-            "batch_size": int(src.get("batch_size", 64)),
-        }
+    cfg = replace(
+        train_cfg,
+        max_epochs=int(src.get("max_epochs", 15)),
+        lr=float(src.get("lr", 3e-3)),
+        batch_size=int(src.get("batch_size", 64)),
     )
-    scratch = Regime("scratch", frozen_stages=0, body_lr_factor=1.0, norm="train", pretrained=False)
     fitted = fit_classifier(
         backbone,
         head,
-        scratch,
+        req.presets["scratch"],
         task.images.subset(train_idx),
         task.images.subset(val_idx),
-        AugmentConfig(**req.augment),
+        req.augment,
         cfg,
         None,
         quiet=True,
@@ -114,13 +99,9 @@ def pretrain_digits_source(req: FitRequest, train_cfg: TrainConfig) -> tuple[Pat
 
 def run_fit(req: FitRequest, started: float | None = None) -> dict:
     started = started or time.perf_counter()
-    regimes = [_typed(Regime, r, "regime") for r in req.regimes]
-    augment = _typed(
-        AugmentConfig, {**req.augment, "crop_scale": tuple(req.augment.get("crop_scale", (0.35, 1.0)))}, "augment"
-    )
-    train_cfg = train_config(req)
-    name, kwargs = req.backbone["name"], req.backbone.get("kwargs") or {}
-    weights, pretrained = req.backbone.get("weights"), bool(req.backbone.get("pretrained", False))
+    regimes, augment, train_cfg = req.regimes, req.augment, req.train
+    name, kwargs = req.backbone.name, req.backbone.kwargs
+    weights, pretrained = req.backbone.weights, req.backbone.pretrained
     extra: dict = {"backbone": name}
     if req.source:
         if req.data.get("kind") != "digits":
@@ -129,7 +110,7 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
                 "add source=null, or start from recipe=cat_detector for an image folder."
             )
         t = time.perf_counter()
-        weights, acc = pretrain_digits_source(req, train_cfg)
+        weights, acc = pretrain_digits_source(req)
         extra["source"] = {
             "classes": list(req.source["classes"]),
             "accuracy": acc,
@@ -161,10 +142,10 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     built["probe"] = probe
     if req.probe_stages:
         check_stages(probe, list(req.probe_stages))
-    task = _load_task(req, probe.preprocessing)
+    task = load_task(req.data, probe.preprocessing, req.out_dir)
     if req.data["kind"] != "folder":  # a folder's scan has printed its own summary
         print(f"data: {task.description}")
-    head_spec = {"name": req.head["name"], **(req.head.get("params") or {})}
+    head_spec = dict(req.head)
     result = run_study(
         make_backbone,
         name,
@@ -184,17 +165,17 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     )
     if req.probe_stages and is_rank_zero():
         with quiet_per_run_logs(True):
+            frozen, stages = req.presets["frozen"], list(req.probe_stages)
             extra["stage_probe"] = probe_stages(
-                make_backbone, list(req.probe_stages), task.images, task.split, req.seeds, train_cfg
+                make_backbone, frozen, stages, task.images, task.split, req.seeds, train_cfg
             )
     if task.test_idx and is_rank_zero():
         extra["test"] = score_model_dir(result.best.model_dir, task.images.subset(task.test_idx))
     extra |= {"data": task.description, "eval_split": task.eval_name, "wall_seconds": time.perf_counter() - started}
     if not is_rank_zero():  # DDP: rank 0 alone writes and reports (every rank evaluated the whole eval set)
         return {}
-    report = write_study_report(result, req.out_dir, task.images.classes, extra)
-    print_summary(result, report, req.out_dir, task)
-    return report
+    extra["classes"] = list(task.images.classes)
+    return write_study_report(result, req.out_dir, task.images.classes, extra)
 
 
 def score_model_dir(model_dir: str | Path, images: LabelledImages) -> dict:
@@ -206,57 +187,15 @@ def score_model_dir(model_dir: str | Path, images: LabelledImages) -> dict:
     return {"model_dir": str(model_dir), **classification_metrics(probs, images.labels, images.classes)}
 
 
-def _load_task(req: FitRequest, pre) -> TaskData:
-    d = req.data
-    if d["kind"] == "digits":
-        return load_digits_task(list(d["classes"]), int(d["shots"]), pre)
+def load_task(data: dict, pre: Preprocessing, out_dir: Path) -> TaskData:
+    """The task's images at the backbone's store size, and how each seed splits them (conf/data/*.yaml values)."""
+    if data["kind"] == "digits":
+        return load_digits_task(list(data["classes"]), int(data["shots"]), pre)
     return load_folder_task(
-        str(Path(str(d["root"])).expanduser()),
-        float(d.get("val_fraction", 0.2)),
-        bool(d.get("strict", False)),
+        str(Path(str(data["root"])).expanduser()),
+        float(data.get("val_fraction", 0.2)),
+        bool(data.get("strict", False)),
         pre,
-        req.out_dir,
-        ram_budget_mb=d.get("ram_budget_mb"),
+        out_dir,
+        ram_budget_mb=data.get("ram_budget_mb"),
     )
-
-
-def print_summary(result: StudyResult, report: dict, out_dir: Path, task: TaskData) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{task.eval_name} accuracy ({len(task.images.classes)} classes)")
-    for col in ("regime", "accuracy ± std", "macro F1", "seeds", "trainable", "s/run"):
-        table.add_column(col, justify="left" if col == "regime" else "right")
-    for regime, row in report["table"].items():
-        table.add_row(
-            regime,
-            f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
-            f"{row['f1_macro_mean']:.3f}",
-            str(len(row["seeds"])),
-            f"{row['trainable_params']:,}",
-            f"{row['seconds_per_run']:.1f}",
-        )
-    console = Console()
-    console.print(table)
-    best = report["best"]
-    console.print(
-        f"best: {best['regime']} (seed {best['seed']}), {task.eval_name} accuracy {best['accuracy']:.3f}, "
-        f"macro F1 {best['f1_macro']:.3f}"
-    )
-    if "stage_probe" in report:
-        rows = ", ".join(
-            f"{stage} ({r['width']} wide) {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
-            for stage, r in report["stage_probe"].items()
-        )
-        print(f"frozen features by stage, linear probe: {rows}")
-    if "test" in report:
-        t = report["test"]
-        print(
-            f"test:    accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the {t['n']} images of test/ "
-            "(the best model, scored once)"
-        )
-    print(f"model:   {result.best_model_dir}")
-    plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
-    print(f"report:  {out_dir / 'metrics.json'}  (plots beside it: {plots})")
-    print(f"predict: python -m transfer command=predict model={result.best_model_dir} images=<file or folder>")
-    print(f"wall time: {report['wall_seconds']:.1f}s")

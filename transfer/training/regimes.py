@@ -8,6 +8,7 @@ from torch import nn
 
 from transfer.backbones.base import NORM_TYPES, Backbone
 from transfer.errors import UserError
+from transfer.training.optim import ParamGroup
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,15 @@ def apply_regime(backbone: Backbone, regime: Regime) -> None:
         backbone.set_norm_eval([m for m in backbone.modules() if isinstance(m, NORM_TYPES)])
 
 
-def param_groups(
-    backbone: Backbone | None, head: nn.Module, regime: Regime, lr: float, weight_decay: float
-) -> list[dict]:
-    """Optimiser groups: the head at `lr`, each trainable body stage at its scaled rate."""
-    groups = [
-        {
-            "params": [p for p in head.parameters() if p.requires_grad],
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "name": "head",
-        }
-    ]
-    if backbone is None or regime.body_frozen:
-        return groups
-    named = dict(backbone.named_parameters())
-    stages = backbone.stages()
-    n = len(stages)
-    for i, stage in enumerate(stages):
-        params = [named[p] for p in stage.params if named[p].requires_grad]
-        if params:
+def param_groups(backbone: Backbone | None, head: nn.Module, regime: Regime, lr: float) -> list[ParamGroup]:
+    """The head at `lr`, each trainable body stage at its scaled rate (weight decay is split off in optim.py)."""
+    groups = [ParamGroup("head", [p for p in head.parameters() if p.requires_grad], lr)]
+    if backbone is not None and not regime.body_frozen:
+        named = dict(backbone.named_parameters())
+        stages = backbone.stages()
+        n = len(stages)
+        for i, stage in enumerate(stages):
+            params = [named[p] for p in stage.params if named[p].requires_grad]
             scale = regime.body_lr_factor * regime.stage_lr_decay ** (n - 1 - i)
-            groups.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay, "name": stage.name})
-    return [g for g in groups if g["params"]]
+            groups.append(ParamGroup(stage.name, params, lr * scale))
+    return [g for g in groups if g.params]

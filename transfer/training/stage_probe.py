@@ -22,8 +22,6 @@ from transfer.training.fit import TrainConfig
 from transfer.training.head_engine import train_head_grid
 from transfer.training.regimes import Regime
 
-FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
-
 
 def check_stages(backbone: Backbone, stages: list[str]) -> None:
     """Fail before any training if a stage is neither a stage of `backbone` nor one of its module names."""
@@ -39,6 +37,7 @@ def check_stages(backbone: Backbone, stages: list[str]) -> None:
 
 def probe_stages(
     make_backbone: Callable[[Regime], Backbone],
+    frozen: Regime,
     stages: list[str],
     images: LabelledImages,
     split: Callable[[int], tuple[list[int], list[int]]],
@@ -53,20 +52,13 @@ def probe_stages(
     for seed in seeds:
         train_idx, eval_idx = split(seed)
         torch.manual_seed(seed)  # a body without weights is random: the same per seed as the study's frozen regime
-        body = make_backbone(FROZEN)  # one body per seed, tapped at every stage
+        body = make_backbone(frozen)  # one body per seed, tapped at every stage
         for stage in stages:
             feats = FeatureCache(body, replace(features_cfg, stage=stage)).features(images, ["center"])  # N x 1 x D
             widths[stage] = int(feats.shape[-1])
+            how = replace(train_cfg.head_training(), seed=seed)
             acc = train_head_grid(
-                feats[train_idx],
-                labels[train_idx],
-                feats[eval_idx][:, 0],
-                labels[eval_idx],
-                [train_cfg.lr],
-                epochs=train_cfg.max_epochs,
-                batch_size=train_cfg.batch_size,
-                weight_decay=train_cfg.weight_decay,
-                seed=seed,
+                feats[train_idx], labels[train_idx], feats[eval_idx][:, 0], labels[eval_idx], [train_cfg.lr], how
             )[0]
             runs[stage].append(acc)
     out = {

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from PIL import Image
 
+from transfer.app.dispatch import check_data_early, output_dir, plain
 from transfer.backbones.base import Preprocessing
 from transfer.data.augment import (
     AugmentConfig,
@@ -99,3 +101,14 @@ def write_augment_preview(
     path = out_dir / "augment_preview.png"
     grid.save(path)
     return path
+
+
+def run(cfg: DictConfig) -> None:
+    """A PNG grid of augmented training samples (data, backbone and augment as for fit; preview.rows/views)."""
+    opts = plain(cfg.get("preview")) or {}
+    data = plain(cfg.data)
+    check_data_early(data)
+    path = write_augment_preview(
+        data, plain(cfg.backbone), plain(cfg.augment), output_dir(), seed=int(cfg.seed), **opts
+    )
+    print(f"augment preview: {path}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from omegaconf import DictConfig
 
 from transfer.backbones.catalog import get_spec, list_backbones
 from transfer.backbones.factory import create_backbone
@@ -112,3 +113,7 @@ def tags_cell(tags: list[str], shown: int = 4) -> str:
         return "none public"
     more = len(tags) - shown
     return ", ".join(tags[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def run(cfg: DictConfig) -> None:
+    print_backbone_table()

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
+from transfer.app.dispatch import output_dir, quiet_lightning
 from transfer.distributed import dist_info
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
@@ -19,40 +21,24 @@ from transfer.features.store import atomic_write, cache_error
 log = logging.getLogger("transfer.features")
 
 
-def features_command(cfg: dict, out_dir: Path) -> dict:
-    """Run the command on a plain config dict (the composed Hydra config); returns what it printed as a dict."""
+def features_command(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run the command on the composed config; returns what it printed as a dict."""
+    from transfer.app.commands.fit import build_request
     from transfer.backbones.factory import create_backbone
-    from transfer.data.augment import AugmentConfig
-    from transfer.training.pipeline import FitRequest, _load_task, pretrain_digits_source, train_config
-    from transfer.training.regimes import Regime, apply_regime
+    from transfer.training.pipeline import load_task, pretrain_digits_source
+    from transfer.training.regimes import apply_regime
 
-    fcfg = FeatureConfig.from_dict(cfg.get("features"))
-    req = FitRequest(
-        backbone=cfg["backbone"],
-        data=cfg["data"],
-        head=cfg["head"],
-        trainer=cfg["trainer"],
-        augment=cfg["augment"],
-        regimes=[cfg["regime"]],
-        seeds=[int(cfg.get("seed", 0))],
-        source=cfg.get("source"),
-        out_dir=out_dir,
-        quiet=True,
-        features=cfg.get("features"),
-    )
-    train_cfg = train_config(req)
-    bb = req.backbone
-    weights = bb.get("weights")
+    req = build_request(cfg, out_dir, quiet=True)
+    fcfg, train_cfg, augment = req.train.features, req.train, req.augment
+    weights = req.backbone.weights
     if req.source and not weights and req.data.get("kind") == "digits":
-        weights, acc = pretrain_digits_source(req, train_cfg)  # seeded: the same weights, so the same cache key
+        weights, acc = pretrain_digits_source(req)  # seeded: the same weights, so the same cache key
         print(f"source model: held-out accuracy {acc:.3f} -> {weights}")
     torch.manual_seed(req.seeds[0])  # random (un-pretrained) weights: the same seed, the same weights, a cache hit
-    backbone = create_backbone(
-        bb["name"], pretrained=bool(bb.get("pretrained", False)), weights=weights, **(bb.get("kwargs") or {})
-    )
-    apply_regime(backbone, Regime("frozen", frozen_stages=None, body_lr_factor=0.0))
-    task = _load_task(req, backbone.preprocessing)
-    augment = AugmentConfig(**{**req.augment, "crop_scale": tuple(req.augment.get("crop_scale", (0.35, 1.0)))})
+    bb = req.backbone
+    backbone = create_backbone(bb.name, pretrained=bb.pretrained, weights=weights, **bb.kwargs)
+    apply_regime(backbone, req.presets["frozen"])
+    task = load_task(req.data, backbone.preprocessing, out_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache = FeatureCache(backbone, fcfg, device, augment)
     views = list(dict.fromkeys(["center", *cache.views()]))  # evaluation always uses the centre view
@@ -115,29 +101,28 @@ def write_set_manifest(fcfg: FeatureConfig, cache: FeatureCache, images, views: 
 
 def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req, train_cfg) -> float:
     """Train the configured head on the cached features of the seed's split; accuracy on the held-out part."""
+    from dataclasses import replace
+
     from transfer.model.heads import create_head
-    from transfer.training.fit import fit_head_on_features
-    from transfer.training.regimes import Regime
+    from transfer.training.head_engine import fit_heads
 
     train_views = [views.index(v) for v in cache.views()]
     train_idx, eval_idx = task.split(req.seeds[0])
     labels = task.images.labels
-    head = create_head(
-        req.head["name"], int(feats.shape[-1]), len(task.images.classes), **(req.head.get("params") or {})
-    )
-    cfg = type(train_cfg)(**{**train_cfg.__dict__, "seed": req.seeds[0], "validate_each_epoch": False})
+    params = {k: v for k, v in req.head.items() if k != "name"}
     torch.manual_seed(req.seeds[0])
-    probs = fit_head_on_features(
-        head,
-        Regime("frozen", frozen_stages=None, body_lr_factor=0.0),
+    head = create_head(req.head["name"], int(feats.shape[-1]), len(task.images.classes), **params)
+    how = replace(train_cfg.head_training(), seed=req.seeds[0])
+    fit = fit_heads(
+        [head],
+        [train_cfg.lr],
         feats[train_idx][:, train_views],
         labels[train_idx],
+        how,
         feats[eval_idx][:, 0],
         labels[eval_idx],
-        len(task.images.classes),
-        cfg,
     )
-    return float((probs.argmax(1) == labels[eval_idx]).float().mean())
+    return float((fit.val_probs[0].argmax(1) == labels[eval_idx]).float().mean())
 
 
 def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train_cfg, lrs: list[float]) -> dict:
@@ -147,15 +132,15 @@ def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train
     train_views = [views.index(v) for v in cache.views()]
     train_idx, eval_idx = task.split(req.seeds[0])
     labels = task.images.labels
+    from dataclasses import replace
+
+    how = replace(train_cfg.head_training(), seed=req.seeds[0])
     accs = train_head_grid(
-        feats[train_idx][:, train_views],
-        labels[train_idx],
-        feats[eval_idx][:, 0],
-        labels[eval_idx],
-        lrs,
-        epochs=train_cfg.max_epochs,
-        batch_size=train_cfg.batch_size,
-        weight_decay=train_cfg.weight_decay,
-        seed=req.seeds[0],
+        feats[train_idx][:, train_views], labels[train_idx], feats[eval_idx][:, 0], labels[eval_idx], lrs, how
     )
     return dict(zip(lrs, accs, strict=True))
+
+
+def run(cfg: DictConfig) -> None:
+    quiet_lightning()
+    features_command(cfg, output_dir())

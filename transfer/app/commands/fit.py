@@ -1,0 +1,156 @@
+"""`command=fit` (the default): train under the configured regimes and seeds, save the best model, report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from transfer.app.config_source import conf_dir
+from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
+from transfer.errors import UserError
+
+
+def regime_presets() -> dict[str, dict]:
+    """Every regime of conf/regime/ by name: the YAML files are the one definition of each regime."""
+    return {p.stem: plain(OmegaConf.load(p)) for p in sorted((conf_dir() / "regime").glob("*.yaml"))}
+
+
+def study_regimes(cfg: DictConfig, presets: dict[str, dict]) -> list[dict]:
+    """`study.regimes` by name (the current `regime` when it has that name, with its overrides), else `regime`."""
+    if not cfg.study.regimes or _regime_chosen_on_command_line():
+        return [plain(cfg.regime)]  # `regime=partial` on the command line (or in a sweep) means that regime alone
+    out = []
+    for name in cfg.study.regimes:
+        if name == cfg.regime.name:
+            out.append(plain(cfg.regime))
+        elif name in presets:
+            out.append(presets[name])
+        else:
+            raise UserError(f"study.regimes: unknown regime {name!r}; choose from {', '.join(presets)}.")
+    return out
+
+
+def _regime_chosen_on_command_line() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+~").startswith("regime=") for o in HydraConfig.get().overrides.task)
+
+
+def check_weights_early(bb: dict, first_regime: dict) -> None:
+    w = bb.get("weights")
+    if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
+        raise UserError(f"backbone.weights={w}: no such file or directory.")
+    if not w and bb.get("pretrained") and first_regime.get("pretrained", True):
+        from transfer.backbones.sources.offline import early_offline_check
+
+        early_offline_check(str(bb["name"]))
+
+
+def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
+    """The composed config as the training layer's FitRequest (typed values; Hydra stays up here)."""
+    from transfer.data.augment import augment_config
+    from transfer.features.config import FeatureConfig
+    from transfer.training.fit import TrainConfig
+    from transfer.training.optim import OptimizerSpec, SchedulerSpec
+    from transfer.training.pipeline import BackboneChoice, FitRequest
+    from transfer.training.regimes import Regime
+
+    presets = regime_presets()
+    regimes = study_regimes(cfg, presets)
+    data, head, trainer = plain(cfg.data), plain(cfg.head), dict(plain(cfg.trainer))
+    opt, sched = plain(cfg.optimizer), plain(cfg.scheduler)
+    train = TrainConfig(
+        max_epochs=int(trainer.pop("max_epochs")),
+        lr=float(head["lr"]),
+        weight_decay=float(head["weight_decay"]),
+        label_smoothing=float(head["label_smoothing"]),
+        batch_size=int(data["batch_size"]),
+        num_workers=int(data["num_workers"]),
+        seed=int(cfg.seed),
+        trainer={k: v for k, v in trainer.items() if v is not None},
+        features=FeatureConfig(**plain(cfg.features)),
+        optimizer=OptimizerSpec(opt["name"], opt["momentum"], opt["nesterov"], tuple(opt["betas"])),
+        scheduler=SchedulerSpec(**sched),
+    )
+    bb = plain(cfg.backbone)
+    return FitRequest(
+        backbone=BackboneChoice(bb["name"], bool(bb["pretrained"]), bb.get("weights"), dict(bb.get("kwargs") or {})),
+        data=data,
+        head={"name": head["name"], **(head.get("params") or {})},
+        train=train,
+        augment=augment_config(plain(cfg.augment)),
+        regimes=[Regime(**r) for r in regimes],
+        presets={name: Regime(**r) for name, r in presets.items()},
+        seeds=list(cfg.study.seeds) if cfg.study.seeds else [int(cfg.seed)],
+        out_dir=Path(out_dir),
+        source=plain(cfg.source),
+        quiet=quiet,
+        probe_stages=plain(cfg.study.probe_stages),
+    )
+
+
+def fit_config(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict:
+    """Check, build and run a fit; returns the report (metrics.json's content; empty on DDP ranks other than 0)."""
+    started = time.perf_counter()
+    check_data_early(plain(cfg.data))
+    request = build_request(cfg, out_dir, quiet)
+    check_weights_early(plain(cfg.backbone), request.regimes[0].to_dict())
+    quiet_lightning()
+    from transfer.training.pipeline import run_fit
+
+    return run_fit(request, started)
+
+
+def run(cfg: DictConfig) -> None:
+    out = output_dir()
+    report = fit_config(cfg, out)
+    if report:
+        print_summary(report, out)
+
+
+def print_summary(report: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    eval_name = report.get("eval_split", "val")
+    table = Table(title=f"{eval_name} accuracy ({len(report['classes'])} classes)")
+    for col in ("regime", "accuracy ± std", "macro F1", "seeds", "trainable", "s/run"):
+        table.add_column(col, justify="left" if col == "regime" else "right")
+    for regime, row in report["table"].items():
+        table.add_row(
+            regime,
+            f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
+            f"{row['f1_macro_mean']:.3f}",
+            str(len(row["seeds"])),
+            f"{row['trainable_params']:,}",
+            f"{row['seconds_per_run']:.1f}",
+        )
+    console = Console()
+    console.print(table)
+    best = report["best"]
+    console.print(
+        f"best: {best['regime']} (seed {best['seed']}), {eval_name} accuracy {best['accuracy']:.3f}, "
+        f"macro F1 {best['f1_macro']:.3f}"
+    )
+    if "stage_probe" in report:
+        rows = ", ".join(
+            f"{stage} ({r['width']} wide) {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
+            for stage, r in report["stage_probe"].items()
+        )
+        print(f"frozen features by stage, linear probe: {rows}")
+    if "test" in report:
+        t = report["test"]
+        print(
+            f"test:    accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the {t['n']} images of test/ "
+            "(the best model, scored once)"
+        )
+    model_dir = best["model_dir"]
+    print(f"model:   {model_dir}")
+    plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
+    print(f"report:  {out_dir / 'metrics.json'}  (plots beside it: {plots})")
+    print(f"predict: python -m transfer command=predict model={model_dir} images=<file or folder>")
+    print(f"wall time: {report['wall_seconds']:.1f}s")

@@ -1,0 +1,126 @@
+"""Compose the config the way `python -m transfer` does, and turn Hydra's and OmegaConf's composition errors into one
+line naming the key and what is allowed. Used before Hydra's own run (so a mistake costs no run dir and no
+traceback) and by the library's `transfer.fit`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transfer.app import schema
+from transfer.app.config_source import conf_dir, register_recipe_source
+from transfer.errors import UserError
+
+
+def _group_options(group: str) -> list[str]:
+    if group == "recipe":
+        from transfer.app.config_source import list_recipes
+
+        return list_recipes()
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _schema_keys(dotted_parent: str) -> list[str]:
+    node: Any = schema.Config
+    for part in [p for p in dotted_parent.split(".") if p]:
+        match = [f for f in fields(node) if f.name == part]
+        if not match or not isinstance(match[0].default_factory, type):  # type: ignore[misc]
+            return []
+        node = match[0].default_factory  # type: ignore[misc]
+        if not is_dataclass(node):
+            return []
+    return sorted(f.name for f in fields(node))
+
+
+def explain(e: BaseException) -> UserError:
+    """One line for a composition error: an unknown group option, key, or a value of the wrong type."""
+    from hydra.errors import MissingConfigException
+
+    text = str(e)
+    if isinstance(e, MissingConfigException) or "Could not find '" in text:
+        m = re.search(r"Could not find '([\w/]+)'", text) or re.search(r"In '[^']*': Could not find '([\w/]+)'", text)
+        if m and "/" in m.group(1):
+            group, name = m.group(1).rsplit("/", 1)
+            return UserError(f"{group}={name}: no such option; choose one of {', '.join(_group_options(group))}.")
+    cause: BaseException = e
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    full_key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
+    ctext = str(cause).splitlines()[0] if str(cause) else text.splitlines()[0]
+    if "not in struct" in ctext or "Key '" in ctext and "not in" in ctext:
+        key = full_key or (re.search(r"Key '([\w.]+)'", ctext) or re.search(r"'([\w.]+)'", ctext)).group(1)  # type: ignore[union-attr]
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        allowed = _schema_keys(parent)
+        where = f"{parent}." if parent else ""
+        return UserError(
+            f"{key}: unknown key; {where}* accepts {', '.join(allowed) if allowed else 'no such key'}"
+            " (check the spelling; `python -m transfer --help` lists the groups)."
+        )
+    m = re.search(r"Value '([^']*)'(?: of type '[\w.]+')? could not be converted to (\w+)", ctext)
+    if m:
+        return UserError(f"{full_key or 'a value'}={m.group(1)}: expected {m.group(2).lower()}.")
+    if "Invalid value" in ctext or "Incompatible value" in ctext or "Unsupported value" in ctext:
+        return UserError(f"{full_key or 'config'}: {ctext}")
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return UserError(f"config: {first}")
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The composed config for these command-line overrides (no sweep values), validated; UserError otherwise."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_recipe_source()
+    schema.register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- Hydra/OmegaConf composition errors: one line with the key
+        raise explain(e) from e
+    finally:
+        GlobalHydra.instance().clear()
+    schema.validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    return cfg
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """The override lists to check for a `-m` sweep: the first value of every sweep, then each other value in turn."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    base, sweeps = [], []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = [str(v) for v in o.sweep_string_iterator()]
+            sweeps.append((o, values))
+            base.append(f"{o.get_key_element()}={values[0]}" if values else o.input_line)
+        else:
+            base.append(o.input_line)
+    variants = [base]
+    for o, values in sweeps:
+        key = o.get_key_element()
+        for v in values[1:]:
+            variants.append([f"{key}={v}" if line.split("=", 1)[0] == key else line for line in base])
+    return variants
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose every configuration the command line asks for; the first mistake is a UserError."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if not a.startswith("-")]
+    if any(a.startswith("hydra.") or a.startswith("hydra/") for a in overrides):
+        overrides = [a for a in overrides if not (a.startswith("hydra.") or a.startswith("hydra/"))]
+    for variant in sweep_variants(overrides) if multirun else [overrides]:
+        compose(variant)
+
+
+def config_path() -> Path:
+    return conf_dir()
