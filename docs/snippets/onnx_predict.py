@@ -1,5 +1,9 @@
-import json, sys  # usage: python onnx_predict.py model.onnx photo.jpg
-import numpy as np, onnxruntime as ort
+# usage: python onnx_predict.py model.onnx photo.jpg  (a model exported by `transfer.inference.export`)
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])

@@ -74,7 +74,7 @@ def check_format(format: str) -> str:
 
 
 def drop_aux_heads(classifier: Classifier) -> Classifier:
-    """Replace auxiliary heads (GoogLeNet, Inception v3) by Identity: eval never runs them, the file need not hold them."""
+    """Auxiliary heads (GoogLeNet, Inception v3) become Identity: eval never runs them, the file need not hold them."""
     aux = {id(a.module) for a in classifier.backbone.aux_heads()}
     for name, module in list(classifier.named_modules()):
         if id(module) in aux:
