@@ -5,7 +5,7 @@
 
 Same model, precision (auto: bf16-mixed / 16-mixed on GPUs, 32-true on CPU), memory format and batch for:
   (a) ceiling: random tensors already on the device, forward + backward + AdamW step;
-  (b) toolkit: `transfer.training.fit_classifier`, regime full, on in-memory `LabelledImages` (decode-once pixels,
+  (b) toolkit: `transfer.training.fit.fit_classifier`, regime full, on in-memory `LabelledImages` (decode-once pixels,
       tensor augmentation, Lightning), `--steps` optimizer steps, Lightning's setup included;
   (c) baseline: torchvision ImageFolder + PIL decode every batch + RandomResizedCrop/flip, on JPEGs it writes.
 Prints one JSON line: images/s of each, ratios b/a and b/c, inference images/s, and the fraction of the GPU's
@@ -35,10 +35,10 @@ from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import store_size
-from transfer.heads import create_head
-from transfer.module import Classifier
-from transfer.regimes import Regime
-from transfer.training.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
+from transfer.model.heads import create_head
+from transfer.model.classifier import Classifier
+from transfer.training.regimes import Regime
+from transfer.training.fit.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
 
 CLASSES = 4
 # Dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor data sheets, no sparsity)
@@ -136,7 +136,7 @@ def imagefolder_batches(root: Path, pre: Preprocessing, batch: int, workers: int
 
 
 def toolkit_images_per_s(args, data: LabelledImages, device: str, precision: str, workers: int) -> float:
-    from transfer.training import TrainConfig, fit_classifier
+    from transfer.training.fit import TrainConfig, fit_classifier
 
     model = build(args.model, args.size)
     epochs = math.ceil(args.steps * args.batch / len(data))

@@ -17,13 +17,13 @@ from transfer.backbones.base import Backbone, Preprocessing, Stage
 from transfer.backbones.factory import create_backbone
 from transfer.backbones.registry import register_backbone
 from transfer.errors import UserError
-from transfer.heads import create_head
+from transfer.model.heads import create_head
 from transfer.inference import export as export_mod
 from transfer.inference.export import export_ensemble, export_model_dir
-from transfer.model_dir import load_model_dir, save_model_dir
-from transfer.module import Classifier
-from transfer.predict import _decode, predict_files
-from transfer.tta import MultiCrop
+from transfer.model.model_dir import load_model_dir, save_model_dir
+from transfer.model.classifier import Classifier
+from transfer.inference.predict import decode_images, predict_files
+from transfer.inference.tta import MultiCrop
 
 ort = pytest.importorskip("onnxruntime")
 SNIPPET = Path(__file__).resolve().parents[1] / "docs" / "snippets" / "onnx_predict.py"
@@ -64,7 +64,7 @@ def card_inputs(model_dir: Path, files: list[Path]) -> torch.Tensor:
     """The images as the card's preprocessing says (predict's own decode + centre crop): N x C x H x W."""
     _, card = load_model_dir(model_dir)
     pre = Preprocessing.from_dict(card["preprocessing"])
-    x, errors = _decode(files, pre)
+    x, errors = decode_images(files, pre)
     assert not any(errors)
     return MultiCrop(nn.Identity(), pre.size).crops(x)[0]
 

@@ -10,6 +10,7 @@ COMMAND_HELP = {
     "fit": "train (and compare regimes); writes the model dir, metrics.json and report.html (default)",
     "predict": "classify images with model=<model dir> (or a list: an ensemble), images=<file or folder>",
     "evaluate": "score model=<model dir> on a labelled folder (data=folder data.root=...)",
+    "export": "write model.onnx (format=onnx) or model.pt (format=torchscript) into model=<model dir>",
     "backbones": "list the registered backbones, their sizes, stages and pretrained tags",
     "features": "extract (or find) the cached features; features.probe=true trains a head on them",
     "augment-preview": "a PNG grid of augmented training images",

@@ -151,6 +151,7 @@ class Config:
     model: Any = None  # predict / evaluate / export: a model dir, or a list of them (an ensemble)
     images: str | None = None
     tta: str = "center"
+    format: str = "onnx"  # export: onnx | torchscript
     preview: PreviewConf = field(default_factory=PreviewConf)
 
 
@@ -160,7 +161,7 @@ def register_schema() -> None:
 
 
 # --- ranges and choices ---------------------------------------------------------------------------------------------
-COMMANDS = ("fit", "predict", "evaluate", "backbones", "features", "augment-preview")
+COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview")
 CHOICES = {
     "command": COMMANDS,
     "data.kind": ("folder", "digits"),
@@ -170,6 +171,7 @@ CHOICES = {
     "augment.crop": ("none", "random", "resized"),
     "features.dtype": ("float32", "float16"),
     "tta": ("center", "flip", "10crop"),
+    "format": ("onnx", "torchscript"),
     "trainer.precision": (
         "32-true",
         "32",

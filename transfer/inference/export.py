@@ -27,7 +27,7 @@ from transfer import __version__
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
 from transfer.inference.trace_check import trace_checked
-from transfer.module import Classifier
+from transfer.model.classifier import Classifier
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 SUFFIXES = {".onnx": "onnx", ".pt": "torchscript"}
@@ -173,7 +173,7 @@ def _prefix(model: nn.Module) -> str:
 
 def export_model_dir(model_dir: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Export one model dir to `<model dir>/model.onnx` (or `model.pt`), or to `out`; returns the file written."""
-    from transfer.model_dir import load_model_dir
+    from transfer.model.model_dir import load_model_dir
 
     check_format(format)
     classifier, card = load_model_dir(model_dir)
@@ -186,7 +186,7 @@ def export_model_dir(model_dir: str | Path, format: str = "onnx", out: str | Pat
 
 def export_ensemble(model_dirs: Sequence[str | Path], out: str | Path, format: str | None = None) -> Path:
     """One graph averaging the members' probabilities; `format` defaults from the suffix of `out` (else onnx)."""
-    from transfer.ensemble import load_members
+    from transfer.inference.ensemble import load_members
 
     out = Path(out).expanduser()
     format = check_format(format or SUFFIXES.get(out.suffix, "onnx"))

@@ -38,7 +38,7 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(str(p)))
 
 
-def _decode(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
+def decode_images(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
     """Normalised stored squares (N x C x S x S) for the readable files, and an error (or None) per file."""
     side = store_size(pre)
     norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
@@ -80,7 +80,7 @@ def predict_paths(
         probs, errors = None, None
         for classifier, card in members:
             pre = Preprocessing.from_dict(card["preprocessing"])
-            x, errors = _decode(chunk, pre)
+            x, errors = decode_images(chunk, pre)
             if x is None:
                 break
             p = MultiCrop(classifier, pre.size, tta)(x)  # B x num_classes

@@ -26,9 +26,6 @@ from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.regimes import Regime, apply_regime
 
 log = logging.getLogger(__name__)
-# Until this file moves into transfer/training/ (the layered layout), submodules such as
-# transfer.training.device_defaults load from that folder.
-__path__ = [str(Path(__file__).with_name("training"))]
 
 
 @dataclass
