@@ -35,10 +35,10 @@ from transfer.backbones.factory import create_backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import store_size
-from transfer.model.heads import create_head
 from transfer.model.classifier import Classifier
+from transfer.model.heads import create_head
+from transfer.training.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
 from transfer.training.regimes import Regime
-from transfer.training.fit.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
 
 CLASSES = 4
 # Dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor data sheets, no sparsity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from transfer.errors import UserError
-from transfer.training.fit.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
+from transfer.training.device_defaults import resolve_num_workers, resolve_precision, use_channels_last
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from transfer.backbones.base import Backbone, Preprocessing, Stage
 from transfer.backbones.factory import create_backbone
 from transfer.backbones.registry import register_backbone
 from transfer.errors import UserError
-from transfer.model.heads import create_head
 from transfer.inference import export as export_mod
 from transfer.inference.export import export_ensemble, export_model_dir
-from transfer.model.model_dir import load_model_dir, save_model_dir
-from transfer.model.classifier import Classifier
 from transfer.inference.predict import decode_images, predict_files
 from transfer.inference.tta import MultiCrop
+from transfer.model.classifier import Classifier
+from transfer.model.heads import create_head
+from transfer.model.model_dir import load_model_dir, save_model_dir
 
 ort = pytest.importorskip("onnxruntime")
 SNIPPET = Path(__file__).resolve().parents[1] / "docs" / "snippets" / "onnx_predict.py"
