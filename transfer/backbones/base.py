@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from transfer.errors import UserError
+
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -147,3 +149,103 @@ class Backbone(nn.Module, abc.ABC):
 
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # -- any nn.Module --------------------------------------------------------------------------------------------
+    @staticmethod
+    def from_module(
+        module: nn.Module,
+        stages: Sequence[str] | None = None,
+        preprocessing: Preprocessing | None = None,
+        classifier: str | None = "auto",
+        name: str | None = None,
+    ) -> Backbone:
+        """Wrap any nn.Module as a Backbone: `stages` are its child-module names in forward order (default: its
+        top-level children with parameters); the module's own classifier (`classifier`: an attribute path such as
+        "fc" or "classifier.6"; "auto" finds fc / classifier / head; None keeps everything) becomes Identity."""
+        return ModuleBackbone(module, stages, preprocessing, classifier, name)
+
+
+def _replace_attr(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    owner = root.get_submodule(parent) if parent else root
+    if leaf.isdigit() and isinstance(owner, nn.Sequential):
+        owner[int(leaf)] = new
+    else:
+        setattr(owner, leaf, new)
+
+
+def _auto_classifier(module: nn.Module) -> str | None:
+    """The attribute path of a torchvision/timm-style final classifier: fc, classifier(.N), head(.fc)."""
+    for attr in ("fc", "classifier", "head"):
+        sub = getattr(module, attr, None)
+        if isinstance(sub, nn.Linear):
+            return attr
+        if isinstance(sub, nn.Sequential) and len(sub) and isinstance(sub[-1], nn.Linear):
+            return f"{attr}.{len(sub) - 1}"
+        if isinstance(sub, nn.Module) and isinstance(getattr(sub, "fc", None), nn.Linear):
+            return f"{attr}.fc"
+    return None
+
+
+class ModuleBackbone(Backbone):
+    """A user's nn.Module behind the contract (see `Backbone.from_module`). Keeps the module under `.model`, so a
+    checkpoint of the bare module loads with the `model.` prefix added (a `module.` prefix is stripped)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        stages: Sequence[str] | None = None,
+        preprocessing: Preprocessing | None = None,
+        classifier: str | None = "auto",
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.removed_classifier = _auto_classifier(module) if classifier == "auto" else classifier
+        if self.removed_classifier:
+            _replace_attr(module, self.removed_classifier, nn.Identity())
+        self.model = module
+        self.name = name or type(module).__name__.lower()
+        self.preprocessing = preprocessing or Preprocessing()
+        children = [n for n, m in module.named_children() if any(True for _ in m.parameters())]
+        self.stage_names = list(stages) if stages is not None else children
+        modules = dict(module.named_modules())
+        unknown = [s for s in self.stage_names if s not in modules]
+        if unknown:
+            raise UserError(
+                f"stages: {unknown[0]!r} is not a module of {type(module).__name__}; choose from {children}."
+            )
+        was = module.training
+        with torch.no_grad():
+            out = self.pool(module.eval()(torch.zeros(1, *self.preprocessing.input_size)))  # 1 x D
+        module.train(was)
+        self.num_features = int(out.shape[-1])
+        self.source_class = f"{type(module).__module__}:{type(module).__qualname__}"
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)  # N x C x H x W, or N x D for a module that pools itself
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        return features.flatten(2).mean(2) if features.dim() > 2 else features  # N x D
+
+    def stages(self) -> list[Stage]:
+        """The named stages; parameters before the first named stage join it, those after the last join that."""
+        names = [n for n, _ in self.named_parameters()]
+        prefixes = [f"model.{s}." for s in self.stage_names]
+        owner: dict[str, int] = {}
+        current = 0
+        for n in names:
+            hit = next((i for i, p in enumerate(prefixes) if n.startswith(p)), None)
+            current = hit if hit is not None else current
+            owner[n] = current
+        return [Stage(s, tuple(n for n in names if owner[n] == i)) for i, s in enumerate(self.stage_names)] or [
+            Stage("body", tuple(names))
+        ]
+
+    def rebuild_info(self) -> dict:
+        """What a model dir records to rebuild this body in a fresh shell (the class is imported and built with no
+        arguments)."""
+        return {
+            "module_class": self.source_class,
+            "stages": self.stage_names,
+            "classifier": self.removed_classifier,
+        }

@@ -23,7 +23,7 @@ def _looks_like_path(s: str) -> bool:
 
 
 def create_backbone(name: str, pretrained: bool = False, weights: str | None = None, **kwargs) -> Backbone:
-    """Build backbone `name` (registry or any timm model; 'arch.tag' picks hub weights).
+    """Build backbone `name` (registry or any timm model; 'arch.tag' picks hub weights), in eval mode.
 
     `weights` is a local file, a model dir of an earlier run (chain transfer) or a hub tag; it wins over
     `pretrained`, which asks for the default hub weights.
@@ -42,4 +42,4 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | None = N
     if not isinstance(backbone, Backbone):
         raise TypeError(f"builder of backbone {name!r} returned {type(backbone).__name__}, not a transfer Backbone")
     backbone.name = getattr(backbone, "name", None) or arch
-    return backbone
+    return backbone.eval()  # features must not depend on the batch: training code switches modes itself

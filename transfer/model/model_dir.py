@@ -14,6 +14,7 @@ from transfer import __version__
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
 from transfer.model.classifier import Classifier
+from transfer.model.rebuild import rebuild_info
 
 CARD = "card.json"
 WEIGHTS = "model.safetensors"
@@ -42,6 +43,7 @@ def save_model_dir(
         "classes": list(classes),
         "preprocessing": classifier.backbone.preprocessing.to_dict(),
         "head": dict(head),
+        "rebuild": rebuild_info(classifier.backbone, backbone_name),
         **(extra or {}),
     }
     (path / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -63,11 +65,11 @@ def read_card(path: str | Path, key: str = "model") -> dict:
 
 def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, dict]:
     """Rebuild the classifier from a model dir; returns (classifier in eval mode, card)."""
-    from transfer.backbones.factory import create_backbone
     from transfer.model.heads import create_head
+    from transfer.model.rebuild import rebuild_backbone
 
     card = read_card(path, key)
-    backbone = create_backbone(card["backbone"], pretrained=False, **card.get("backbone_kwargs", {}))
+    backbone = rebuild_backbone(card, key)
     backbone.reset_aux_heads(len(card["classes"]))  # GoogLeNet / Inception v3 saved their task-sized side heads
     head_cfg = dict(card["head"])
     head = create_head(head_cfg.pop("name"), card["num_features"], len(card["classes"]), **head_cfg)
