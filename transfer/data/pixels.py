@@ -38,9 +38,10 @@ def resize_center(img: Image.Image, side: int, interpolation: str = "bilinear") 
     w, h = img.size
     scale = side / min(w, h)
     nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-    img = img.resize((nw, nh), _RESAMPLE.get(interpolation, Image.BILINEAR), reducing_gap=3.0)
     left, top = (nw - side) // 2, (nh - side) // 2
-    return img.crop((left, top, left + side, top + side))
+    sx, sy = w / nw, h / nh  # the crop in source pixels: a 20000 x 1 strip never becomes a 5-gigapixel intermediate
+    box = (left * sx, top * sy, (left + side) * sx, (top + side) * sy)
+    return img.resize((side, side), _RESAMPLE.get(interpolation, Image.BILINEAR), box=box, reducing_gap=3.0)
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -137,7 +138,7 @@ def scan_and_decode(
 
     side = store_size(pre)
     root = Path(root).expanduser()
-    bound = sum(1 for _ in Path(root).rglob("*")) if root.is_dir() else 0  # upper bound on the number of images
+    bound = _count_files(root)  # upper bound on the number of images (links followed, as the scan does)
     store = PixelStore(max(bound, 1), pre.channels, side, ram_budget_mb, cache_dir)
     manifest = scan_image_folder(
         root,
@@ -149,6 +150,17 @@ def scan_and_decode(
         workers=workers,
     )
     return manifest, store.tensor(len(manifest.samples))
+
+
+def _count_files(root: Path) -> int:
+    """Files the scan may keep under `root`, found exactly as the scan finds them (class folders, links followed)."""
+    from collections import Counter
+
+    from transfer.data.scan import _class_dirs, _files_under, _layout
+
+    if not root.is_dir():
+        return 0
+    return sum(len(_files_under(c, Counter())) for _, base in _layout(root) for c in _class_dirs(base))
 
 
 def resize_pixels(pixels: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
