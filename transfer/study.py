@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.distributed import is_rank_zero
 from transfer.heads import create_head
-from transfer.model_dir import save_model_dir
+from transfer.model_dir import copy_model_dir, save_model_dir
 from transfer.regimes import Regime
 from transfer.report import classification_metrics, plot_confusion, plot_curves, plot_regimes
 from transfer.training import TrainConfig, fit_classifier
@@ -114,7 +113,7 @@ def run_study(
     best_regime = max(table, key=lambda k: table[k]["accuracy_mean"])
     result.best = max((r for r in result.runs if r.regime == best_regime), key=lambda r: r.metrics["accuracy"])
     if not single and is_rank_zero():  # the best regime's best seed becomes the run's model
-        shutil.copytree(result.best.model_dir, out_dir / "model", dirs_exist_ok=True)
+        copy_model_dir(result.best.model_dir, out_dir / "model")
     result.best_model_dir = str(out_dir / "model")
     return result
 

@@ -1,7 +1,7 @@
 """Per-namespace feature storage on disk: shards of rows addressed by image digest, each committed atomically.
 
 Layout: `<cache_dir>/<namespace>/shard-<id>.npy` (rows x D, memory-mapped on read) and `shard-<id>.json` (its
-manifest: digests in row order and the sha256 of the .npy bytes), plus `key.json` (what the namespace is, for humans) and `.lock`.
+manifest: digests in row order, the sha256 of the .npy bytes), plus `key.json` (the namespace, for humans) and `.lock`.
 A shard counts only once its manifest exists, and the manifest is written last (temp file, fsync, rename), so
 a killed extraction leaves at most ignored temp files; every finished shard before it is reused.
 On first read each shard's bytes are checked against its sha256 and its rows for NaN/inf: a damaged shard is
