@@ -163,13 +163,10 @@ def _walk(top: Path, ignored: Counter, refused: list[Refused]) -> list[Path]:
                 if _is_hidden(entry.name) or entry.name == "__MACOSX":
                     ignored["hidden folder"] += 1
                 elif link and os.path.realpath(path) in seen:
-                    refused.append(
-                        Refused(
-                            str(path),
-                            f"symbolic link loop (points to {os.path.realpath(path)}, a folder already scanned; "
-                            "its files are counted once)",
-                        )
-                    )
+                    real, inside = os.path.realpath(path), os.path.realpath(here)
+                    loop = inside == real or inside.startswith(real.rstrip(os.sep) + os.sep)
+                    what = "symbolic link loop" if loop else "symbolic link to a folder already scanned"
+                    refused.append(Refused(str(path), f"{what} (points to {real}; its files are counted once)"))
                 else:
                     visit(path)
             else:
