@@ -56,6 +56,36 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
+class CorruptImageError(OSError):
+    """The file decodes only because the decoder papered over damaged data (libjpeg's 'Corrupt JPEG data')."""
+
+
+_warned_no_strict_jpeg: list[bool] = []
+
+
+def check_jpeg_data(data: bytes) -> None:
+    """Raise CorruptImageError when libjpeg reports damaged entropy-coded data; Pillow decodes such files silently.
+
+    simplejpeg (libjpeg-turbo, strict mode) decodes at 1/8 scale: every Huffman code is still read, so a
+    full-length file with overwritten scan data is caught at a fraction of a full decode.
+    """
+    try:
+        import simplejpeg
+    except ImportError:
+        if not _warned_no_strict_jpeg:
+            _warned_no_strict_jpeg.append(True)
+            log.warning(
+                "simplejpeg is not installed: JPEGs with corrupt scan data are not detected (pip install simplejpeg)"
+            )
+        return
+    try:
+        simplejpeg.decode_jpeg(data, "gray", min_factor=8, strict=True)
+    except ValueError as e:
+        if "Corrupt JPEG data" in str(e) or "premature" in str(e).lower():
+            raise CorruptImageError(f"corrupt JPEG data (libjpeg: {e})") from None
+        log.debug("strict JPEG check skipped (%s); Pillow decoded the file", e)  # e.g. a variant simplejpeg lacks
+
+
 def describe(img: Image.Image) -> list[str]:
     """What decoding had to do to this file beyond plain 8-bit RGB (counted in the scan report)."""
     notes = []
@@ -86,8 +116,8 @@ def open_image(
     `draft_size` lets JPEG decode at 1/2, 1/4 or 1/8 scale (still reading the whole file, so truncation fails).
     """
     _refuse_truncated()
-    fh = io.BytesIO(source) if isinstance(source, bytes) else source
-    with Image.open(fh) as img:
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
         limit = Image.MAX_IMAGE_PIXELS
         if limit and img.width * img.height > limit:
             raise Image.DecompressionBombError(
@@ -100,6 +130,8 @@ def open_image(
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB" if channels == 3 else "L", draft_size)
         img.load()
+        if img.format == "JPEG":
+            check_jpeg_data(data)
         oriented = ImageOps.exif_transpose(img)
         return to_mode(oriented, channels), notes
 

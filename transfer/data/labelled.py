@@ -26,17 +26,3 @@ class LabelledImages:
     def class_counts(self) -> dict[str, int]:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts, strict=True))
-
-
-def _take(pixels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """pixels[idx]; above the RAM budget the copy goes to a memory-mapped store, in chunks, not into RAM."""
-    from transfer.data.pixels import DEFAULT_RAM_BUDGET_MB, PixelStore
-
-    per_image = pixels[0].numel() if len(pixels) else 0
-    if pixels.dtype != torch.uint8 or pixels.dim() != 4 or per_image * len(idx) <= DEFAULT_RAM_BUDGET_MB * 2**20:
-        return pixels[idx]
-    store = PixelStore(len(idx), pixels.shape[1], pixels.shape[2], height=pixels.shape[3])
-    for start in range(0, len(idx), 256):
-        chunk = idx[start : start + 256]
-        store.array[start : start + len(chunk)] = pixels[chunk].numpy()
-    return store.tensor()

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ import torch
 from PIL import Image
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +36,10 @@ def resize_center(img: Image.Image, side: int, interpolation: str = "bilinear") 
     w, h = img.size
     scale = side / min(w, h)
     nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-    img = img.resize((nw, nh), _RESAMPLE.get(interpolation, Image.BILINEAR), reducing_gap=3.0)
     left, top = (nw - side) // 2, (nh - side) // 2
-    return img.crop((left, top, left + side, top + side))
+    sx, sy = w / nw, h / nh  # the crop in source pixels: a 20000 x 1 strip never becomes a 5-gigapixel intermediate
+    box = (left * sx, top * sy, (left + side) * sx, (top + side) * sy)
+    return img.resize((side, side), _RESAMPLE.get(interpolation, Image.BILINEAR), box=box, reducing_gap=3.0)
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -93,37 +92,6 @@ class PixelStore:
         return torch.from_numpy(arr)
 
 
-def decode_files(
-    paths: Sequence[str],
-    pre: Preprocessing,
-    ram_budget_mb: float | None = None,
-    cache_dir: str | Path | None = None,
-    workers: int | None = None,
-) -> torch.Tensor:
-    """N x C x S x S uint8 for `paths` (S = store_size); each file decoded once, JPEGs in draft mode, in threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    side = store_size(pre)
-    store = PixelStore(len(paths), pre.channels, side, ram_budget_mb, cache_dir)
-
-    def one(p: str) -> np.ndarray:
-        try:
-            img = load_image(p, channels=pre.channels, draft_size=(side, side))
-        except Exception as e:
-            raise OSError(f"{p}: {type(e).__name__}: {e}") from e
-        return _to_store(img, side, pre.interpolation)
-
-    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    if workers <= 1 or len(paths) < 8:
-        for i, p in enumerate(paths):
-            store.put(i, one(p))
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for i, arr in enumerate(pool.map(one, paths, chunksize=4)):
-                store.put(i, arr)
-    return store.tensor()
-
-
 def scan_and_decode(
     root: str | Path,
     pre: Preprocessing,
@@ -137,7 +105,7 @@ def scan_and_decode(
 
     side = store_size(pre)
     root = Path(root).expanduser()
-    bound = sum(1 for _ in Path(root).rglob("*")) if root.is_dir() else 0  # upper bound on the number of images
+    bound = _count_files(root)  # upper bound on the number of images (links followed, as the scan does)
     store = PixelStore(max(bound, 1), pre.channels, side, ram_budget_mb, cache_dir)
     manifest = scan_image_folder(
         root,
@@ -149,6 +117,17 @@ def scan_and_decode(
         workers=workers,
     )
     return manifest, store.tensor(len(manifest.samples))
+
+
+def _count_files(root: Path) -> int:
+    """Files the scan may keep under `root`, found exactly as the scan finds them (class folders, links followed)."""
+    from collections import Counter
+
+    from transfer.data.scan import _class_dirs, _files_under, _layout
+
+    if not root.is_dir():
+        return 0
+    return sum(len(_files_under(c, Counter())) for _, base in _layout(root) for c in _class_dirs(base))
 
 
 def resize_pixels(pixels: torch.Tensor, pre: Preprocessing) -> torch.Tensor:

@@ -135,19 +135,61 @@ def _ignore_reason(name: str) -> str | None:
     return None
 
 
-def _files_under(cdir: Path, ignored: Counter) -> list[Path]:
-    """Image candidates under a class folder (recursively), hidden folders pruned and counted."""
-    out = []
-    for here, dirs, files in os.walk(cdir):
-        hidden = [d for d in dirs if _is_hidden(d) or d == "__MACOSX"]
-        ignored["hidden folder"] += len(hidden)
-        dirs[:] = sorted(d for d in dirs if d not in hidden)
-        for name in files:
-            reason = _ignore_reason(name)
-            if reason:
-                ignored[reason] += 1
+def _walk(top: Path, ignored: Counter, refused: list[Refused]) -> list[Path]:
+    """Image candidates under `top`, following symbolic links; each real folder is visited once.
+
+    A link back to a folder already visited (a loop, or a second path to the same files) and a link whose
+    target is missing are listed in `refused` with their reason instead of hanging or vanishing.
+    """
+    out: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(here: Path) -> None:
+        seen.add(os.path.realpath(here))
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: natural_key(nfc(e.name)))
+        except OSError as e:
+            refused.append(Refused(str(here), f"cannot list folder: {e.strerror or e}"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            link = entry.is_symlink()
+            if link and not os.path.exists(path):
+                target = os.readlink(path)
+                real = os.path.realpath(path)
+                why = "symbolic link loop" if real in seen or os.path.islink(real) else "broken symbolic link"
+                refused.append(Refused(str(path), f"{why} (points to {target}, which cannot be opened)"))
+            elif entry.is_dir():
+                if _is_hidden(entry.name) or entry.name == "__MACOSX":
+                    ignored["hidden folder"] += 1
+                elif link and os.path.realpath(path) in seen:
+                    real, inside = os.path.realpath(path), os.path.realpath(here)
+                    loop = inside == real or inside.startswith(real.rstrip(os.sep) + os.sep)
+                    what = "symbolic link loop" if loop else "symbolic link to a folder already scanned"
+                    refused.append(Refused(str(path), f"{what} (points to {real}; its files are counted once)"))
+                else:
+                    visit(path)
             else:
-                out.append(Path(here) / name)
+                reason = _ignore_reason(entry.name)
+                if reason:
+                    ignored[reason] += 1
+                else:
+                    out.append(path)
+
+    visit(top)
+    return out
+
+
+def walk_image_files(top: str | Path) -> tuple[list[Path], list[Refused]]:
+    """Image candidates under `top` (links followed, loops and broken links refused), in natural order."""
+    refused: list[Refused] = []
+    files = _walk(Path(top), Counter(), refused)
+    return sorted(files, key=lambda p: natural_key(nfc(str(p)))), refused
+
+
+def _files_under(cdir: Path, ignored: Counter, refused: list[Refused] | None = None) -> list[Path]:
+    """Image candidates under a class folder (recursively, links followed), hidden folders pruned and counted."""
+    out = _walk(cdir, ignored, refused if refused is not None else [])
     return sorted(out, key=lambda p: natural_key(nfc(str(p))))
 
 
@@ -156,6 +198,10 @@ def _refusal(path: Path, data: bytes, e: Exception) -> str:
 
     if not data:
         return "empty file (0 bytes)"
+    from transfer.data.images import CorruptImageError
+
+    if isinstance(e, CorruptImageError):
+        return str(e)
     if isinstance(e, Image.DecompressionBombError):
         return f"decompression bomb: {e}"
     if isinstance(e, UnidentifiedImageError):
@@ -232,13 +278,22 @@ def scan_image_folder(
         for f in (f for f in base.iterdir() if f.is_file()):  # a README or a stray photo next to the class folders
             reason = _ignore_reason(f.name)
             ignored[reason if reason and not reason.startswith("unsupported") else "file outside a class folder"] += 1
+    refused: list[Refused] = []
+    for _, base in layout:  # a class-level link whose target is gone would otherwise vanish without a word
+        for link in (d for d in base.iterdir() if d.is_symlink() and not d.exists()):
+            refused.append(
+                Refused(str(link), f"broken symbolic link (points to {os.readlink(link)}, which cannot be opened)")
+            )
     jobs: list[tuple[Path, int, str | None]] = []
     for split, base in layout:
         for cdir in _class_dirs(base):
-            jobs += [(p, index[nfc(cdir.name)], split) for p in _files_under(cdir, ignored)]
+            jobs += [(p, index[nfc(cdir.name)], split) for p in _files_under(cdir, ignored, refused)]
+    if strict and refused:
+        raise UserError(
+            f"{refused[0].path}: {refused[0].reason}. Remove or fix the link, or run without data.strict=true."
+        )
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     samples: list[Sample] = []
-    refused: list[Refused] = []
     notes: Counter = Counter()
     results = _decoded([p for p, _, _ in jobs], workers, lambda p: _decode_one(p, channels, draft_size, prepare))
     for (path, label, split), (reason, digest, file_notes, prepared) in zip(jobs, results, strict=True):
@@ -270,6 +325,14 @@ def _check_classes(m: Manifest, root: Path) -> None:
         missing = [c for c, n in m.class_counts("train").items() if n == 0]
         if missing:
             raise UserError(f"data.root={root / 'train'}: class(es) {missing} have no training image; add some.")
+        for split in ("val", "test"):
+            if (root / split).is_dir():
+                absent = [c for c, n in m.class_counts(split).items() if n == 0]
+                if absent:
+                    m.warnings.append(
+                        f"{root / split}: no image of class(es) {absent} that train/ holds; {split} metrics "
+                        f"say nothing about them (add {split}/<class>/ images)"
+                    )
 
 
 def _check_duplicates(m: Manifest) -> None:

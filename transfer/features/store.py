@@ -1,14 +1,18 @@
 """Per-namespace feature storage on disk: shards of rows addressed by image digest, each committed atomically.
 
 Layout: `<cache_dir>/<namespace>/shard-<id>.npy` (rows x D, memory-mapped on read) and `shard-<id>.json` (its
-manifest: digests in row order), plus `key.json` (what the namespace is, for humans) and `.lock`.
+manifest: digests in row order, the sha256 of the .npy bytes), plus `key.json` (the namespace, for humans) and `.lock`.
 A shard counts only once its manifest exists, and the manifest is written last (temp file, fsync, rename), so
 a killed extraction leaves at most ignored temp files; every finished shard before it is reused.
+On first read each shard's bytes are checked against its sha256 and its rows for NaN/inf: a damaged shard is
+deleted with one warning and its rows are extracted again, never served.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
@@ -66,6 +70,7 @@ class ShardStore:
         self.meta = meta
         self.dtype = dtype
         self._maps: dict[str, np.ndarray] = {}
+        self._checked: set[str] = set()  # shard files whose bytes and values were verified by this store
 
     def index(self) -> dict[str, tuple[str, int]]:
         """digest -> (shard file, row) over every committed, valid shard; anything else is ignored."""
@@ -80,12 +85,41 @@ class ShardStore:
                 arr = self._map(m["file"])
                 if arr.shape != (len(m["hashes"]), int(m["dim"])):
                     continue
+                damage = self._damage(m, arr)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("feature cache: ignoring unreadable shard %s (%s)", manifest, e)
+                continue
+            if damage:
+                self._drop(manifest, m["file"], damage)
                 continue
             for row, h in enumerate(m["hashes"]):
                 out.setdefault(h, (m["file"], row))
         return out
+
+    def _damage(self, m: dict, arr: np.ndarray) -> str | None:
+        """Why shard `m` must not be served (bytes differ from the recorded sha256, or non-finite rows), else None."""
+        file = m["file"]
+        if file in self._checked:
+            return None
+        if "sha256" not in m:
+            return "no sha256 recorded (written by an older version)"
+        with open(self.dir / file, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        if actual != m["sha256"]:
+            return f"its bytes changed since it was written (sha256 {actual[:12]}, recorded {m['sha256'][:12]})"
+        finite = np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            return f"{int((~finite).sum())} of {len(finite)} rows hold NaN or inf"
+        self._checked.add(file)
+        return None
+
+    def _drop(self, manifest: Path, file: str, why: str) -> None:
+        """Delete a damaged shard (manifest first, so it stops counting at once); its rows get extracted again."""
+        log.warning("feature cache: dropping shard %s: %s; its rows will be extracted again", self.dir / file, why)
+        self._maps.pop(file, None)
+        for path in (manifest, self.dir / file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def _map(self, file: str) -> np.ndarray:
         if file not in self._maps:
@@ -108,17 +142,34 @@ class ShardStore:
     def commit(self, digests: list[str], features: np.ndarray) -> None:
         """Write one shard: array first, manifest last; both atomic."""
         shard = f"shard-{uuid.uuid4().hex[:16]}"
-        array = np.ascontiguousarray(features.astype(self.dtype, copy=False))
+        with np.errstate(over="ignore"):  # float16 overflow becomes inf, refused just below with its fix
+            array = np.ascontiguousarray(features.astype(self.dtype, copy=False))
+        bad = ~np.isfinite(array).all(axis=1) if array.ndim == 2 else np.zeros(0, bool)
+        if bad.any():
+            overflow = self.dtype == "float16" and np.isfinite(features[bad]).all()
+            raise UserError(
+                f"features.cache_dir={self.root}: {int(bad.sum())} of {len(array)} extracted feature rows hold NaN "
+                f"or inf (first image digest {digests[int(np.argmax(bad))]}); nothing was cached. "
+                + (
+                    "They overflow float16: set features.dtype=float32."
+                    if overflow
+                    else "The backbone's output diverges: check backbone.weights, or use features.dtype=float32."
+                )
+            )
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        data = buf.getvalue()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             key = self.dir / "key.json"
             if not key.exists():
                 atomic_write(key, lambda f: f.write(json.dumps(self.meta, indent=2, sort_keys=True).encode()))
-            atomic_write(self.dir / f"{shard}.npy", lambda f: np.save(f, array, allow_pickle=False))
+            atomic_write(self.dir / f"{shard}.npy", lambda f: f.write(data))
             manifest = {
                 "format": FORMAT,
                 "namespace": self.namespace,
                 "file": f"{shard}.npy",
+                "sha256": hashlib.sha256(data).hexdigest(),
                 "dim": int(array.shape[1]),
                 "dtype": self.dtype,
                 "hashes": list(digests),

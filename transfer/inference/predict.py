@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,11 +13,13 @@ from torchvision.transforms import v2
 from transfer.backbones.base import Preprocessing
 from transfer.data.images import load_image
 from transfer.data.pixels import image_to_tensor, resize_center, store_size
-from transfer.data.scan import IMAGE_SUFFIXES, natural_key
+from transfer.data.scan import IMAGE_SUFFIXES, natural_key, walk_image_files
 from transfer.errors import UserError
 from transfer.inference.ensemble import load_members
 from transfer.inference.tta import MultiCrop
 from transfer.model.model_dir import read_card
+
+log = logging.getLogger(__name__)
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -26,13 +29,9 @@ def list_images(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise UserError(f"images={path}: no such file or folder.")
-    files = [
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    ]
+    files, refused = walk_image_files(path)  # links followed; loops and broken links named, never a hang
+    for r in refused:
+        log.warning("images: skipped %s: %s", r.path, r.reason)
     if not files:
         raise UserError(f"images={path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder.")
     return sorted(files, key=lambda p: natural_key(str(p)))

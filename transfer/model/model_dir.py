@@ -1,13 +1,23 @@
 """A model dir: `model.safetensors` (backbone.* + head.*) and `card.json` (backbone, classes, preprocessing, head).
 
-`predict` and `evaluate` load model dirs, never Hydra configs.
+`predict` and `evaluate` load model dirs, never Hydra configs. A model dir is written whole into a hidden sibling,
+fsynced, then renamed into place, so a kill at any moment leaves the previous complete dir or the new one (or,
+between the two renames of a replacement, the previous one intact beside it as `.<name>.old-*`): never new
+weights with an old card, never a half-written file. Files get the user's umask (safetensors alone makes 0600).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from transfer import __version__
@@ -29,13 +39,17 @@ def save_model_dir(
     backbone_kwargs: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write weights and card; `head` is {"name": ..., **kwargs} as given to `create_head`."""
+    """Write weights and card atomically; `head` is {"name": ..., **kwargs} as given to `create_head`."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    save_file(state, str(path / WEIGHTS), metadata={"format": "transfer.model.model_dir", "version": __version__})
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(
+                f"{path}: not saved: tensor {name} holds NaN or inf; training diverged: lower head.lr "
+                "(and the body's lr in a fine-tuning regime)."
+            )
     card = {
-        "format": "transfer.model.model_dir/1",
+        "format": "transfer.model_dir/1",
         "transfer_version": __version__,
         "backbone": backbone_name,
         "backbone_kwargs": backbone_kwargs or {},
@@ -46,8 +60,81 @@ def save_model_dir(
         "rebuild": rebuild_info(classifier.backbone, backbone_name),
         **(extra or {}),
     }
-    (path / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "transfer.model_dir", "version": __version__})
+        (tmp / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    _install(path, write)
     return path
+
+
+def copy_model_dir(src: str | Path, dst: str | Path) -> Path:
+    """Copy the model dir `src` to `dst` with the guarantee of `save_model_dir` (all of it or the previous one)."""
+    src, dst = Path(src), Path(dst)
+    read_card(src, "model_dir")  # a damaged source is named before anything is replaced
+
+    def write(tmp: Path) -> None:
+        for f in sorted(src.iterdir()):
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+            elif f.is_dir():
+                shutil.copytree(f, tmp / f.name)
+
+    _install(dst, write)
+    return dst
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _install(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a hidden sibling of `path`; fsync and chmod it, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    mask = _umask()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        write(tmp)
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
+            if f.is_file():
+                _fsync(f)
+        os.chmod(tmp, 0o777 & ~mask)
+        _fsync(tmp)
+        if path.exists():
+            os.rename(path, old)  # the previous dir stays whole, aside, until the new one is in
+        os.rename(tmp, path)
+        _fsync(path.parent)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST):
+            why = "Not a directory" if e.errno == errno.EEXIST else e.strerror or str(e)  # mkdir where a file is
+            raise UserError(
+                f"{path.parent}: cannot write the model dir {path.name} ({why}); free space on that "
+                "disk or run where the output folder is writable (hydra.run.dir=<folder>)."
+            ) from None
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.exists():  # the new dir never made it in: put the previous one back
+            with contextlib.suppress(OSError):
+                os.rename(old, path)
 
 
 def read_card(path: str | Path, key: str = "model") -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from transfer.distributed import is_rank_zero
 from transfer.eval.metrics import classification_metrics
 from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
 from transfer.model.heads import create_head
-from transfer.model.model_dir import save_model_dir
+from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier
 from transfer.training.regimes import Regime
 
@@ -114,7 +113,7 @@ def run_study(
     best_regime = max(table, key=lambda k: table[k]["accuracy_mean"])
     result.best = max((r for r in result.runs if r.regime == best_regime), key=lambda r: r.metrics["accuracy"])
     if not single and is_rank_zero():  # the best regime's best seed becomes the run's model
-        shutil.copytree(result.best.model_dir, out_dir / "model", dirs_exist_ok=True)
+        copy_model_dir(result.best.model_dir, out_dir / "model")
     result.best_model_dir = str(out_dir / "model")
     return result
 

@@ -1,4 +1,4 @@
-"""Local weight sources through one path: a `.safetensors` file, a `.pth`/`.ckpt` (weights_only), or a model dir."""
+"""Local weight sources through one path: `.safetensors`, `.pth`/`.th`/`.ckpt` (weights_only), or a model dir."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from transfer.errors import UserError
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin"}
+PICKLE_SUFFIXES = {".pth", ".pt", ".th", ".ckpt", ".bin"}
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -25,6 +25,8 @@ def read_state_dict(path: str | Path, key: str = "backbone.weights") -> dict[str
         )
     if path.is_dir():
         return _read_model_dir(path, key)
+    if path.stat().st_size == 0:
+        raise UserError(f"{key}={path}: empty file (0 bytes), an interrupted download or copy; fetch or save it again.")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -63,9 +65,10 @@ def _read_pickle(path: Path, key: str) -> dict[str, torch.Tensor]:
             f"{key}={path}: refused to load: the file holds pickled code, not only tensors ({_pickle_reason(e)}). "
             "Re-save it as .safetensors from a trusted environment."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")
         raise UserError(
-            f"{key}={path}: not a readable checkpoint ({str(e).splitlines()[0]}); is it truncated?"
+            f"{key}={path}: not a readable checkpoint ({why}); truncated or damaged: fetch or save it again."
         ) from None
     if isinstance(obj, dict):
         for inner in ("state_dict", "model", "state_dict_ema", "model_state_dict"):
