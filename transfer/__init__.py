@@ -17,6 +17,10 @@ _LAZY = {
     "save_model_dir": "transfer.model.model_dir",
     "scan_image_folder": "transfer.data.scan",
     "UserError": "transfer.errors",
+    "fit": "transfer.app.api",
+    "load": "transfer.inference.model",
+    "Model": "transfer.inference.model",
+    "load_weights": "transfer.backbones.sources.weights:load_backbone_weights",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -26,5 +30,6 @@ def __getattr__(name: str):  # lazy: `import transfer` stays cheap; torch loads 
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
     raise AttributeError(f"module 'transfer' has no attribute {name!r}")

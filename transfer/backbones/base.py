@@ -158,11 +158,14 @@ class Backbone(nn.Module, abc.ABC):
         preprocessing: Preprocessing | None = None,
         classifier: str | None = "auto",
         name: str | None = None,
+        builder: str | None = None,
     ) -> Backbone:
         """Wrap any nn.Module as a Backbone: `stages` are its child-module names in forward order (default: its
         top-level children with parameters); the module's own classifier (`classifier`: an attribute path such as
-        "fc" or "classifier.6"; "auto" finds fc / classifier / head; None keeps everything) becomes Identity."""
-        return ModuleBackbone(module, stages, preprocessing, classifier, name)
+        "fc" or "classifier.6"; "auto" finds fc / classifier / head; None keeps everything) becomes Identity.
+        `builder` ("package.module:function") rebuilds the module with no arguments in a fresh shell (a model dir
+        records it); by default the module's class is called with no arguments."""
+        return ModuleBackbone(module, stages, preprocessing, classifier, name, builder)
 
 
 def _replace_attr(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -198,6 +201,7 @@ class ModuleBackbone(Backbone):
         preprocessing: Preprocessing | None = None,
         classifier: str | None = "auto",
         name: str | None = None,
+        builder: str | None = None,
     ) -> None:
         super().__init__()
         self.removed_classifier = _auto_classifier(module) if classifier == "auto" else classifier
@@ -219,7 +223,7 @@ class ModuleBackbone(Backbone):
             out = self.pool(module.eval()(torch.zeros(1, *self.preprocessing.input_size)))  # 1 x D
         module.train(was)
         self.num_features = int(out.shape[-1])
-        self.source_class = f"{type(module).__module__}:{type(module).__qualname__}"
+        self.source_class = builder or f"{type(module).__module__}:{type(module).__qualname__}"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # N x C x H x W, or N x D for a module that pools itself

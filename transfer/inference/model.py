@@ -24,10 +24,8 @@ class Model:
 
     def predict(self, images: str | Path | Sequence[str | Path], tta: str = "center") -> list[dict]:
         """One row per image: {file, class, probability, p_<class>...}; a file, a folder, or a list of files."""
-        if isinstance(images, str | Path):
-            files = list_images(images)
-        else:
-            files = [Path(f).expanduser() for f in images]
+        single = isinstance(images, str | Path)
+        files = list_images(images) if single else [Path(f).expanduser() for f in images]
         return predict_paths([self.model_dir], files, tta)
 
     def predict_proba(self, images: str | Path | Sequence[str | Path], tta: str = "center") -> torch.Tensor:

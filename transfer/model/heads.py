@@ -26,14 +26,19 @@ def list_heads() -> list[str]:
     return sorted(_HEADS)
 
 
-def create_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
+def head_factory(name: str) -> Callable[..., nn.Module]:
+    """The registered factory of head `name` (a UserError naming the choices otherwise)."""
     if name not in _HEADS:
         close = difflib.get_close_matches(name, list_heads(), n=3)
         raise UserError(
             f"head.name={name!r} is not a registered head; choose one of {', '.join(list_heads())}"
             + (f" (did you mean {close[0]}?)" if close else "")
         )
-    return _HEADS[name](in_features, num_classes, **kwargs)
+    return _HEADS[name]
+
+
+def create_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
+    return head_factory(name)(in_features, num_classes, **kwargs)
 
 
 @register_head("softmax")

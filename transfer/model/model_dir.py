@@ -57,7 +57,7 @@ def save_model_dir(
         "classes": list(classes),
         "preprocessing": classifier.backbone.preprocessing.to_dict(),
         "head": dict(head),
-        "rebuild": rebuild_info(classifier.backbone, backbone_name),
+        "rebuild": rebuild_info(classifier.backbone, backbone_name, head.get("name")),
         **(extra or {}),
     }
 
@@ -153,10 +153,11 @@ def read_card(path: str | Path, key: str = "model") -> dict:
 def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, dict]:
     """Rebuild the classifier from a model dir; returns (classifier in eval mode, card)."""
     from transfer.model.heads import create_head
-    from transfer.model.rebuild import rebuild_backbone
+    from transfer.model.rebuild import ensure_head, rebuild_backbone
 
     card = read_card(path, key)
     backbone = rebuild_backbone(card, key)
+    ensure_head(card, key)
     backbone.reset_aux_heads(len(card["classes"]))  # GoogLeNet / Inception v3 saved their task-sized side heads
     head_cfg = dict(card["head"])
     head = create_head(head_cfg.pop("name"), card["num_features"], len(card["classes"]), **head_cfg)
