@@ -25,6 +25,8 @@ from transfer.module import Classifier, TransferModule
 from transfer.regimes import Regime, apply_regime
 
 log = logging.getLogger(__name__)
+# until this module moves into transfer/training/, that folder's modules (probe.py, ...) import as transfer.training.*
+__path__ = [str(Path(__file__).with_suffix(""))]
 
 
 @dataclass
