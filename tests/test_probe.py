@@ -131,7 +131,9 @@ def test_a_class_with_one_image_skips_cross_validation() -> None:
     result = fit_linear_probe(x, y, 3, class_names=["a", "b", "solo"])
     assert result.folds == 0 and result.grid == [] and math.isnan(result.cv_accuracy)
     assert result.l2 == pytest.approx(1 / 40)
-    assert result.notes[0] == "class 'solo' has 1 image: no cross-validation"
+    assert result.notes == [
+        "class 'solo' has 1 image: no cross-validation; l2 = 1 / rows = 0.025 (scikit-learn's default C=1)"
+    ]
     assert result.grad_norm < GRAD_BOUND
 
 
@@ -155,3 +157,13 @@ def test_a_fixed_seed_reproduces_the_result() -> None:
     assert a.grid == b.grid and a.fold_of_image == b.fold_of_image and a.l2 == b.l2
     c = fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-3], folds=3, seed=8)
     assert c.fold_of_image != a.fold_of_image
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_gpu_fit_matches_the_cpu_fit() -> None:
+    x, y = blobs(n=90, d=12, views=2)
+    cpu = fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-2], folds=3)
+    gpu = fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-2], folds=3, device="cuda")
+    assert gpu.linear.weight.device.type == "cpu" and gpu.l2 == cpu.l2
+    assert torch.allclose(gpu.linear.weight, cpu.linear.weight, atol=1e-4)

@@ -106,31 +106,15 @@ def fit_linear_probe(
         y_rows = y.repeat_interleave(k).to(dev)
         if used:
             splits = split_rows(y.numpy(), groups_arr, k, used, seed)
-            scores = _score_grid(x, y_rows, splits, k, num_classes, grid, max_iter)
             for f, (_, va) in enumerate(splits):
                 for i in va[::k] // k:
                     fold_of_image[int(i)] = f
-            table = [
-                {
-                    "l2": lam,
-                    "accuracy": float(np.mean([s[g][0] for s in scores])),
-                    "log_loss": float(np.mean([s[g][1] for s in scores])),
-                }
-                for g, lam in enumerate(grid)
-            ]
-            best = max(
-                range(len(grid)), key=lambda g: (round(table[g]["accuracy"], 12), -table[g]["log_loss"], grid[g])
-            )
-            l2 = grid[best]
-            per_fold = [s[best][0] for s in scores]
-            if len(grid) > 1 and best in (0, len(grid) - 1):
-                side = "strongest" if best == 0 else "weakest"
-                notes.append(
-                    f"l2={l2:g} is the {side} penalty in l2_grid: the optimum may lie beyond it; extend the grid"
-                )
+            scores = _score_grid(x, y_rows, splits, k, num_classes, grid, max_iter)
+            table, best = _choose(grid, scores, notes)
+            l2, per_fold = grid[best], [s[best][0] for s in scores]
         else:
             l2 = 1.0 / (n * k)
-            notes.append(f"no cross-validation: l2 = 1 / rows = {l2:g} (scikit-learn's default C=1)")
+            notes[-1] += f"; l2 = 1 / rows = {l2:g} (scikit-learn's default C=1)"
         std = Standardiser.fit(x)
         space, z = RowSpace.fit(std(x))
         fit = fit_logistic(*stack_problems([z], [y_rows], num_classes), l2, max_iter=max_iter)
@@ -215,6 +199,26 @@ def _score_grid(
             acc = float((probs.argmax(1) == y_val).double().mean())
             scores[f].append((acc, mean_log_loss(probs, y_val)))
     return scores
+
+
+def _choose(grid: list[float], scores: list[list[tuple[float, float]]], notes: list[str]) -> tuple[list[dict], int]:
+    """The grid table (means over folds) and the index of the chosen lambda: best mean accuracy, then lower
+    log-loss, then the stronger penalty."""
+    table = [
+        {
+            "l2": lam,
+            "accuracy": float(np.mean([s[g][0] for s in scores])),
+            "log_loss": float(np.mean([s[g][1] for s in scores])),
+        }
+        for g, lam in enumerate(grid)
+    ]
+    best = max(range(len(grid)), key=lambda g: (round(table[g]["accuracy"], 12), -table[g]["log_loss"], grid[g]))
+    if len(grid) > 1 and best in (0, len(grid) - 1):
+        side = "strongest" if best == 0 else "weakest"
+        notes.append(
+            f"l2={grid[best]:g} is the {side} penalty in l2_grid: the optimum may lie beyond it; extend the grid"
+        )
+    return table, best
 
 
 def _fold_count(
