@@ -26,8 +26,6 @@ from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.regimes import Regime, apply_regime
 
 log = logging.getLogger(__name__)
-# until this module moves into transfer/training/, that folder's modules (probe.py, ...) import as transfer.training.*
-__path__ = [str(Path(__file__).with_suffix(""))]
 
 
 @dataclass
