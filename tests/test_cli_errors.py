@@ -53,7 +53,35 @@ def test_missing_weights_file(run_cli, tmp_path):
         (("command=predict",), ("model=", "images=")),
         (("command=predict", "model=nowhere", "images=."), ("model=nowhere", "not a model dir")),
         (("study.regimes=[frozen,sideways]",), ("study.regimes", "sideways", "partial")),
+        (("+head.lrr=3",), ("head.lrr: unknown key", "lr", "weight_decay")),
+        (("+trainer.max_epoch=3",), ("trainer.max_epoch: unknown key", "max_epochs")),
+        (("trainer.max_epochs=abc",), ("trainer.max_epochs=abc", "expected int")),
+        (("trainer.max_epochs=0",), ("trainer.max_epochs=0", ">= 1")),
+        (("head.lr=-1",), ("head.lr=-1", "> 0")),
+        (("data.batch_size=0",), ("data.batch_size=0", ">= 1")),
+        (("trainer.precision=banana",), ("trainer.precision='banana'", "bf16-mixed")),
+        (("augment=huge",), ("augment=huge", "light, none, standard, strong")),
+        (("optimizer=adam",), ("optimizer=adam", "adamw, sgd")),
+        (("command=export", "model=m", "format=banana"), ("format='banana'", "onnx, torchscript")),
+        (("-m", "head.lr=0.1,-2"), ("head.lr=-2", "> 0")),
     ],
 )
 def test_bad_values(run_cli, args, needles):
     check_one_clean_line(run_cli(*args), *needles)
+
+
+def test_debug_env_prints_the_chain_behind_the_one_line(run_cli):
+    proc = run_cli("head.lr=-1", env={"TRANSFER_DEBUG": "1"})
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: head.lr=-1")
+
+
+def test_help_teaches_commands_recipes_groups_and_examples(run_cli):
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for needle in ("commands", "fit", "predict", "export", "recipes", "cat_detector", "digits", "config groups"):
+        assert needle in out
+    assert "regime           frozen, full, partial, scratch" in out
+    assert "optimizer        adamw, sgd" in out
+    assert out.count("python -m transfer") >= 3 and "--hydra-help" in out

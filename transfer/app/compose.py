@@ -46,10 +46,11 @@ def explain(e: BaseException) -> UserError:
         if m and "/" in m.group(1):
             group, name = m.group(1).rsplit("/", 1)
             return UserError(f"{group}={name}: no such option; choose one of {', '.join(_group_options(group))}.")
-    cause: BaseException = e
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    full_key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
+    chain: list[BaseException] = [e]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
+        chain.append(nxt)
+    cause = next((c for c in chain if getattr(c, "full_key", None)), chain[-1])
+    full_key = getattr(cause, "full_key", None)
     ctext = str(cause).splitlines()[0] if str(cause) else text.splitlines()[0]
     if "not in struct" in ctext or "Key '" in ctext and "not in" in ctext:
         key = full_key or (re.search(r"Key '([\w.]+)'", ctext) or re.search(r"'([\w.]+)'", ctext)).group(1)  # type: ignore[union-attr]

@@ -4,7 +4,7 @@ re-checks a key: parts receive plain, valid values."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -224,9 +224,29 @@ def _get(cfg: dict, dotted: str) -> Any:
     return node
 
 
+def check_keys(cfg: dict, node: type = Config, prefix: str = "") -> None:
+    """Keys the schema does not know (Hydra's `+key=value` opens the struct flag, so composing alone lets them in)."""
+    known = {f.name: f for f in fields(node)}
+    for key, value in cfg.items():
+        if key == "hydra" and not prefix:
+            continue
+        if key not in known:
+            where = f"{prefix.rstrip('.')}.*" if prefix else "the top level"
+            raise UserError(
+                f"{prefix}{key}: unknown key; {where} accepts {', '.join(sorted(known))} (check the spelling; "
+                "`python -m transfer --help` lists the groups)."
+            )
+        factory = known[key].default_factory
+        if isinstance(value, dict) and isinstance(factory, type) and is_dataclass(factory):
+            check_keys(value, factory, f"{prefix}{key}.")
+        elif isinstance(value, dict) and key == "source" and not prefix:
+            check_keys(value, SourceConf, "source.")
+
+
 def validate(cfg: dict) -> None:
-    """Ranges and choices of a composed config (a plain dict); the first bad value is a UserError naming the key,
-    the value and what is allowed."""
+    """Known keys, ranges and choices of a composed config (a plain dict); the first bad value is a UserError naming
+    the key, the value and what is allowed."""
+    check_keys(cfg)
     for key, options in CHOICES.items():
         value = _get(cfg, key)
         if value is not None and str(value) not in options:

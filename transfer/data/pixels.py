@@ -123,11 +123,11 @@ def _count_files(root: Path) -> int:
     """Files the scan may keep under `root`, found exactly as the scan finds them (class folders, links followed)."""
     from collections import Counter
 
-    from transfer.data.scan import _class_dirs, _files_under, _layout
+    from transfer.data.scan import class_dirs, files_under, layout
 
     if not root.is_dir():
         return 0
-    return sum(len(_files_under(c, Counter())) for _, base in _layout(root) for c in _class_dirs(base))
+    return sum(len(files_under(c, Counter())) for _, base in layout(root) for c in class_dirs(base))
 
 
 def resize_pixels(pixels: torch.Tensor, pre: Preprocessing) -> torch.Tensor:

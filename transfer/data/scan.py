@@ -116,7 +116,7 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _class_dirs(root: Path) -> list[Path]:
+def class_dirs(root: Path) -> list[Path]:
     dirs = (d for d in root.iterdir() if d.is_dir() and not _is_hidden(d.name) and d.name != "__MACOSX")
     return sorted(dirs, key=lambda d: natural_key(nfc(d.name)))
 
@@ -187,7 +187,7 @@ def walk_image_files(top: str | Path) -> tuple[list[Path], list[Refused]]:
     return sorted(files, key=lambda p: natural_key(nfc(str(p)))), refused
 
 
-def _files_under(cdir: Path, ignored: Counter, refused: list[Refused] | None = None) -> list[Path]:
+def files_under(cdir: Path, ignored: Counter, refused: list[Refused] | None = None) -> list[Path]:
     """Image candidates under a class folder (recursively, links followed), hidden folders pruned and counted."""
     out = _walk(cdir, ignored, refused if refused is not None else [])
     return sorted(out, key=lambda p: natural_key(nfc(str(p))))
@@ -240,7 +240,7 @@ def _decoded(jobs: list[Path], workers: int, fn: Callable) -> Iterator[tuple]:
         yield from pool.map(fn, jobs, chunksize=4)
 
 
-def _layout(root: Path) -> list[tuple[str | None, Path]]:
+def layout(root: Path) -> list[tuple[str | None, Path]]:
     split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
     return [(d.name, d) for d in split_dirs] if split_dirs else [(None, root)]
 
@@ -263,8 +263,8 @@ def scan_image_folder(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data.root={root}: no such folder. Point data.root at a folder with one sub-folder per class.")
-    layout = _layout(root)
-    class_names = sorted({nfc(d.name) for _, base in layout for d in _class_dirs(base)}, key=natural_key)
+    splits = layout(root)
+    class_names = sorted({nfc(d.name) for _, base in splits for d in class_dirs(base)}, key=natural_key)
     if len(class_names) < 2:
         raise UserError(
             f"data.root={root}: found {len(class_names)} class folder(s) {class_names}; need at least 2, "
@@ -272,22 +272,22 @@ def scan_image_folder(
         )
     index = {c: i for i, c in enumerate(class_names)}
     ignored: Counter = Counter()
-    for _, base in layout:  # .ipynb_checkpoints, .git, __MACOSX next to the classes: counted, never a class
+    for _, base in splits:  # .ipynb_checkpoints, .git, __MACOSX next to the classes: counted, never a class
         hidden = [d for d in base.iterdir() if d.is_dir() and (_is_hidden(d.name) or d.name == "__MACOSX")]
         ignored["hidden folder"] += len(hidden)
         for f in (f for f in base.iterdir() if f.is_file()):  # a README or a stray photo next to the class folders
             reason = _ignore_reason(f.name)
             ignored[reason if reason and not reason.startswith("unsupported") else "file outside a class folder"] += 1
     refused: list[Refused] = []
-    for _, base in layout:  # a class-level link whose target is gone would otherwise vanish without a word
+    for _, base in splits:  # a class-level link whose target is gone would otherwise vanish without a word
         for link in (d for d in base.iterdir() if d.is_symlink() and not d.exists()):
             refused.append(
                 Refused(str(link), f"broken symbolic link (points to {os.readlink(link)}, which cannot be opened)")
             )
     jobs: list[tuple[Path, int, str | None]] = []
-    for split, base in layout:
-        for cdir in _class_dirs(base):
-            jobs += [(p, index[nfc(cdir.name)], split) for p in _files_under(cdir, ignored, refused)]
+    for split, base in splits:
+        for cdir in class_dirs(base):
+            jobs += [(p, index[nfc(cdir.name)], split) for p in files_under(cdir, ignored, refused)]
     if strict and refused:
         raise UserError(
             f"{refused[0].path}: {refused[0].reason}. Remove or fix the link, or run without data.strict=true."
