@@ -82,16 +82,16 @@ def test_learning_rates_per_group():
     b = create_backbone("resnet18")
     head = create_head("softmax", b.num_features, 3)
     apply_regime(b, FULL)
-    groups = param_groups(b, head, FULL, lr=1e-2, weight_decay=0.0)
-    lrs = {g["name"]: g["lr"] for g in groups}
+    groups = param_groups(b, head, FULL, lr=1e-2)
+    lrs = {g.name: g.lr for g in groups}
     stages = [s.name for s in b.stages()]
     assert lrs["head"] == pytest.approx(1e-2)
     assert [lrs[s] for s in stages] == pytest.approx([1e-3] * 5)
     decayed = Regime("full", frozen_stages=0, body_lr_factor=0.1, stage_lr_decay=0.5)
-    lrs = {g["name"]: g["lr"] for g in param_groups(b, head, decayed, lr=1e-2, weight_decay=0.0)}
+    lrs = {g.name: g.lr for g in param_groups(b, head, decayed, lr=1e-2)}
     assert [lrs[s] for s in stages] == pytest.approx([1e-3 * 0.5**k for k in (4, 3, 2, 1, 0)])
     apply_regime(b, FROZEN)
-    assert [g["name"] for g in param_groups(b, head, FROZEN, lr=1e-2, weight_decay=0.0)] == ["head"]
+    assert [g.name for g in param_groups(b, head, FROZEN, lr=1e-2)] == ["head"]
 
 
 def test_bad_frozen_stage_count_names_the_key():
