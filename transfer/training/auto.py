@@ -1,0 +1,190 @@
+"""`regime=auto`: choose frozen, partial or full from evidence on the user's own training images, within a budget.
+
+Cheap evidence first: the converged linear probe (L-BFGS, cross-validated) on cached features of the penultimate layer
+and of an earlier stage. Then partial and full fine-tunes, each within its share of `auto.budget_s` (Lightning's
+`max_time`). Every candidate is scored on the same inner validation split carved from the training images (never
+the held-out val/ or test/ images the report is about), and the choice is the most accurate candidate unless an
+exact McNemar test finds no difference from the cheaper frozen regime, which then wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from transfer.backbones.base import Backbone
+from transfer.data.augment import AugmentConfig
+from transfer.data.labelled import LabelledImages
+from transfer.data.splits import stratified_split
+from transfer.eval.stats import bootstrap_ci, compare_models, mcnemar_exact
+from transfer.features.cache import FeatureCache
+from transfer.features.config import FeatureConfig
+from transfer.model.heads import create_head
+from transfer.training.fit import TrainConfig, fit_classifier, head_device
+from transfer.training.probe import fit_linear_probe, probe_predict_proba
+from transfer.training.regimes import Regime, apply_regime
+
+log = logging.getLogger(__name__)
+ORDER = ("frozen", "partial", "full")  # cheapest first: ties and non-significant differences go to the left
+MIN_FINETUNE_S = 5.0  # a fine-tune given less than this is not worth starting
+INNER_VAL_FRACTION = 0.25
+
+
+def default_budget_s() -> float:
+    """Seconds for the whole choice when `auto.budget_s` is not set: what a 2-core laptop and a GPU both finish."""
+    return 600.0 if torch.cuda.is_available() else 120.0
+
+
+@dataclass
+class AutoResult:
+    chosen: str
+    reason: str
+    evidence: list[dict] = field(default_factory=list)  # one row per measurement (see `choose_regime`)
+    budget_s: float = 0.0
+    seconds: float = 0.0
+    inner_val: int = 0  # images in the inner validation split
+
+    def to_dict(self) -> dict:
+        return {
+            "chosen": self.chosen,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "budget_s": self.budget_s,
+            "seconds": self.seconds,
+            "inner_val_images": self.inner_val,
+        }
+
+
+def _centre_features(
+    body: Backbone, images: LabelledImages, features: FeatureConfig, stage: str | None
+) -> torch.Tensor:
+    cfg = replace(features, stage=stage, progress=False, views=1)
+    return FeatureCache(body, cfg, "cpu").features(images, ["center"])[:, 0]  # N x D
+
+
+def _row(evidence: str, regime: str | None, correct: torch.Tensor | None, seconds: float, note: str = "", **kw) -> dict:
+    row = {"evidence": evidence, "regime": regime, "seconds": round(seconds, 2), "note": note, **kw}
+    if correct is not None:
+        row["accuracy"] = float(correct.float().mean())
+        row["accuracy_ci95"] = list(bootstrap_ci(correct.float().numpy()))
+        row["n"] = int(correct.numel())
+    return row
+
+
+def choose_regime(
+    make_backbone: Callable[[Regime], Backbone],
+    presets: dict[str, Regime],
+    train: LabelledImages,
+    head_spec: dict,
+    augment: AugmentConfig,
+    train_cfg: TrainConfig,
+    budget_s: float | None = None,
+    seed: int = 0,
+) -> AutoResult:
+    """Measure the regimes on `train` (the study's training images only) and pick one; see the module docstring."""
+    started = time.perf_counter()
+    budget = float(budget_s) if budget_s else default_budget_s()
+    features = train_cfg.features or FeatureConfig()
+    classes = len(train.classes)
+    inner_tr, inner_va = stratified_split(train.labels, INNER_VAL_FRACTION, seed)
+    y_va = train.labels[inner_va]
+    evidence: list[dict] = []
+    correct: dict[str, torch.Tensor] = {}
+
+    torch.manual_seed(seed)
+    body = make_backbone(presets["frozen"])
+    apply_regime(body, presets["frozen"])
+    t = time.perf_counter()
+    feats = _centre_features(body, train, features, None)
+    cv = fit_linear_probe(feats, train.labels, classes, seed=seed, class_names=train.classes)
+    evidence.append(
+        _row(
+            "linear probe, penultimate layer",
+            None,
+            None,
+            time.perf_counter() - t,
+            "; ".join(cv.notes),
+            cv_accuracy=cv.cv_accuracy,
+            folds=cv.folds,
+            width=int(feats.shape[1]),
+        )
+    )
+    stages = body.stages()
+    if len(stages) >= 3:  # an earlier layer: if it beats the top one, the top is too specific to the source
+        t = time.perf_counter()
+        early = _centre_features(body, train, features, stages[-2].name)
+        cv_early = fit_linear_probe(early, train.labels, classes, seed=seed, class_names=train.classes)
+        evidence.append(
+            _row(
+                f"linear probe, stage {stages[-2].name}",
+                None,
+                None,
+                time.perf_counter() - t,
+                "; ".join(cv_early.notes),
+                cv_accuracy=cv_early.cv_accuracy,
+                folds=cv_early.folds,
+                width=int(early.shape[1]),
+            )
+        )
+    t = time.perf_counter()
+    inner = fit_linear_probe(feats[inner_tr], train.labels[inner_tr], classes, seed=seed)
+    correct["frozen"] = probe_predict_proba(inner.linear, feats[inner_va]).argmax(1) == y_va
+    evidence.append(_row("candidate", "frozen", correct["frozen"], time.perf_counter() - t, "L-BFGS linear probe"))
+
+    candidates = [r for r in ("partial", "full") if r in presets]
+    for i, name in enumerate(candidates):
+        remaining = budget - (time.perf_counter() - started)
+        share = remaining / (len(candidates) - i)
+        if share < MIN_FINETUNE_S:
+            evidence.append(_row("candidate", name, None, 0.0, f"skipped: {remaining:.0f} s of the budget left"))
+            continue
+        t = time.perf_counter()
+        torch.manual_seed(seed)
+        regime = presets[name]
+        backbone = make_backbone(regime)
+        head = create_head(
+            head_spec["name"], backbone.num_features, classes, **{k: v for k, v in head_spec.items() if k != "name"}
+        )
+        cfg = replace(
+            train_cfg,
+            seed=seed,
+            validate_each_epoch=False,
+            trainer={**train_cfg.trainer, "max_time": {"seconds": max(int(share), 1)}},
+        )
+        fitted = fit_classifier(
+            backbone, head, regime, train.subset(inner_tr), train.subset(inner_va), augment, cfg, None, quiet=True
+        )
+        seconds = time.perf_counter() - t
+        correct[name] = fitted.val_probs.argmax(1) == y_va
+        cut = " (stopped at its share of the budget)" if seconds >= share * 0.95 else ""
+        evidence.append(_row("candidate", name, correct[name], seconds, f"{share:.0f} s allowed{cut}"))
+
+    chosen, reason = _decide(correct, len(inner_va))
+    if set(correct) == {"frozen"}:
+        reason = f"the budget (auto.budget_s={budget:g}) left no time for a fine-tune: the frozen result"
+    result = AutoResult(chosen, reason, evidence, budget, time.perf_counter() - started, len(inner_va))
+    log.info("auto: %s (%s)", chosen, reason)
+    return result
+
+
+def _decide(correct: dict[str, torch.Tensor], n: int) -> tuple[str, str]:
+    """The most accurate candidate; ties and differences McNemar cannot detect go to the cheaper regime."""
+    ranked = sorted(correct, key=lambda r: (-float(correct[r].float().mean()), ORDER.index(r)))
+    best = ranked[0]
+    if best == "frozen":
+        return best, f"frozen is the most accurate on the {n} inner-validation images"
+    test = mcnemar_exact(correct[best], correct["frozen"])
+    if test["p_value"] >= 0.05:
+        return "frozen", (
+            f"{best} scored higher but {compare_models(best, correct[best], 'frozen', correct['frozen'])}: "
+            "the cheaper regime"
+        )
+    return best, compare_models(best, correct[best], "frozen", correct["frozen"])
+
+
+def device_note() -> str:
+    return f"heads on {head_device(TrainConfig())}"
