@@ -182,3 +182,26 @@ def test_fit_writes_honest_numbers_predictions_and_the_page_and_poisoned_test_la
     assert again["paired"]["rows"] == report["paired"]["rows"]
     assert again["test"]["accuracy"] != report["test"]["accuracy"]
     assert again["test"]["confusion"] != report["test"]["confusion"]
+
+
+def test_a_frozen_fit_without_test_folder_writes_predictions_and_a_labelled_headline(tmp_path, capsys):
+    from transfer.app.commands.fit import print_summary
+    from transfer.training.pipeline import run_fit
+
+    root = write_image_folder(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    overrides = ("data=folder", f"data.root={root}", "data.val_fraction=0.25", "augment=none", "trainer.max_epochs=1")
+    report = run_fit(fit_request(out, *overrides, "study.seeds=[0,1]", f"features.cache_dir={tmp_path / 'f'}"))
+    h = report["headline"]
+    assert h["name"] == "val accuracy, used to select: optimistic" and h["n"] == 6
+    assert h["value"] == report["best"]["accuracy"] and "paired" not in report  # one regime: nothing to pair
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(r["split"] == "val" and r["label"] == r["path"].split("/")[-2] for r in rows)
+    page = (out / "report.html").read_text()
+    assert "no test/ folder: the headline is the val accuracy" in page and 'id="duplicates"' in page
+    capsys.readouterr()
+    print_summary(report, out)
+    printed = capsys.readouterr().out
+    assert "headline: val accuracy, used to select: optimistic" in printed and "6 images" in printed
+    assert f"report:  {out / 'report.html'}" in printed
