@@ -1,4 +1,5 @@
-"""Evaluate a model dir (or an ensemble, with multi-crop) on a labelled folder: metrics.json + confusion plot."""
+"""Evaluate a model dir (or an ensemble, with multi-crop) on a labelled folder: metrics.json (with intervals and the
+majority baseline), predictions.csv, the confusion plot and report.html."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 
 from transfer.data.scan import scan_image_folder
 from transfer.errors import UserError
-from transfer.eval.metrics import classification_metrics
+from transfer.eval.page import write_report
 from transfer.eval.plots import plot_confusion
+from transfer.eval.report_sections import calibration_section, gallery_section, headline_warnings
+from transfer.eval.scoring import prediction_rows, scored_metrics
 from transfer.inference.ensemble import load_members
 from transfer.inference.predict import predict_paths, write_csv
 
@@ -30,18 +33,50 @@ def evaluate_folder(
     if unknown:
         raise UserError(f"data.root={root}: class folder(s) {unknown} are not classes of the model ({classes}).")
     index = {c: i for i, c in enumerate(classes)}
-    rows = predict_paths(dirs, [Path(s.path) for s in samples], tta)
-    labels = torch.tensor([index[manifest.classes[s.label]] for s in samples])
-    probs = torch.tensor([[r[f"p_{c}"] for c in classes] for r in rows])
+    rows = [r for r in predict_paths(dirs, [Path(s.path) for s in samples], tta) if not r.get("error")]
+    scored = {r["file"] for r in rows}
+    samples = [s for s in samples if s.path in scored]  # a file that cannot be decoded is left out (and said)
+    labels = torch.tensor([index[manifest.classes[s.label]] for s in samples], dtype=torch.long)
+    probs = torch.tensor([[r[f"p_{c}"] for c in classes] for r in rows]).reshape(len(rows), len(classes))
+    train = [index[manifest.classes[s.label]] for s in manifest.samples if split and s.split == "train"]
     metrics = {
         "models": [str(d) for d in dirs],
         "data": str(root),
         "split": split or "all",
         "tta": tta,
-        **classification_metrics(probs, labels, classes),
+        **scored_metrics(probs, labels, classes, torch.tensor(train, dtype=torch.long) if train else None),
+    }
+    unreadable = len(manifest.samples if split is None else manifest.paths(split)) - len(samples)
+    metrics["headline"] = {
+        "name": f"{metrics['split']} accuracy",
+        "value": metrics["accuracy"],
+        "ci95": metrics.get("accuracy_ci95"),
+        "n": metrics["n"],
+        "source": f"{root}" + (f"/{split}" if split else "") + f", scored by command=evaluate (tta={tta})",
+        "baselines": {"majority class": metrics["majority_baseline"]} if "majority_baseline" in metrics else {},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_csv(rows, out_dir / "predictions.csv")
+    names = [s.path for s in samples]
+    write_csv(prediction_rows(names, labels, probs, classes, split or "all"), out_dir / "predictions.csv")
     plot_confusion(metrics["confusion"], classes, out_dir / "confusion.png", f"accuracy {metrics['accuracy']:.3f}")
+    write_report(_page(metrics, probs, labels, names, dirs, out_dir, unreadable), out_dir / "report.html")
     return metrics
+
+
+def _page(metrics: dict, probs, labels, names: list[str], dirs: list, out_dir: Path, unreadable: int) -> dict:
+    """report.html's data (eval/page.py's contract) for an evaluation; the gallery shows the image files."""
+    classes = list(metrics["per_class"])
+    warnings = headline_warnings(metrics["headline"])
+    if unreadable:
+        warnings.append(f"{unreadable} image(s) could not be decoded and are not scored")
+    return {
+        "title": f"Evaluation: {', '.join(Path(str(d)).name for d in dirs)}",
+        "subtitle": f"{out_dir} · models: {', '.join(map(str, dirs))}",
+        "warnings": warnings,
+        "headline": metrics["headline"],
+        "metrics": metrics,
+        "gallery": gallery_section(probs, labels, classes, names) if len(names) else None,
+        "calibration": calibration_section(probs, labels) if len(names) else None,
+        "images": {"confusion matrix": str(out_dir / "confusion.png")},
+    }

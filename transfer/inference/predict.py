@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from transfer.data.images import load_image
 from transfer.data.pixels import image_to_tensor, resize_center, store_size
 from transfer.data.scan import IMAGE_SUFFIXES, natural_key, walk_image_files
 from transfer.errors import UserError
+from transfer.eval.scoring import write_rows_csv
 from transfer.inference.ensemble import load_members
 from transfer.inference.tta import MultiCrop
 from transfer.model.model_dir import read_card
@@ -103,9 +103,5 @@ def predict_paths(
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    """predictions.csv: one row per image, columns in first-seen order (eval.scoring.write_rows_csv)."""
+    return write_rows_csv(rows, path)

@@ -20,12 +20,16 @@ from transfer.data.task import TaskData, load_digits_task, load_folder_task
 from transfer.distributed import is_rank_zero
 from transfer.errors import UserError
 from transfer.eval.metrics import classification_metrics
+from transfer.eval.scoring import scored_metrics
+from transfer.features import FeatureCache, FeatureConfig
+from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
 from transfer.model.model_dir import load_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier, predict_probs
-from transfer.training.regimes import Regime
+from transfer.training.regimes import Regime, apply_regime
+from transfer.training.report_data import FitEvidence, make_headline, write_fit_report
 from transfer.training.stage_probe import check_stages, probe_stages
-from transfer.training.study import quiet_per_run_logs, run_study, write_study_report
+from transfer.training.study import paired_comparison, quiet_per_run_logs, run_study, write_study_report
 
 log = logging.getLogger("transfer")
 
@@ -169,21 +173,85 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             extra["stage_probe"] = probe_stages(
                 make_backbone, frozen, stages, task.images, task.split, req.seeds, train_cfg
             )
-    if task.test_idx and is_rank_zero():
-        extra["test"] = score_model_dir(result.best.model_dir, task.images.subset(task.test_idx))
-    extra |= {"data": task.description, "eval_split": task.eval_name, "wall_seconds": time.perf_counter() - started}
+    extra |= {"data": task.description, "eval_split": task.eval_name}
     if not is_rank_zero():  # DDP: rank 0 alone writes and reports (every rank evaluated the whole eval set)
         return {}
-    extra["classes"] = list(task.images.classes)
-    return write_study_report(result, req.out_dir, task.images.classes, extra)
+    return report_fit(req, task, result, extra, make_backbone, started)
+
+
+def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbone, started: float) -> dict:
+    """Honest numbers for the chosen model (intervals, majority baseline, test/ scored once, paired tests between
+    regimes), then metrics.json, predictions.csv and report.html in the run dir."""
+    labels, classes = task.images.labels, list(task.images.classes)
+    best = result.best
+    train_labels = labels[torch.as_tensor(best.train_idx, dtype=torch.long)]
+    if best.probs is not None:  # only after the choice: the selection numbers stay as they were
+        best.metrics = scored_metrics(best.probs, labels[torch.as_tensor(best.eval_idx)], classes, train_labels)
+    test_probs = None
+    if task.test_idx:
+        test = task.images.subset(task.test_idx)
+        test_probs = predict_model_dir(best.model_dir, test)
+        extra["test"] = {
+            "model_dir": str(best.model_dir),
+            **scored_metrics(test_probs, test.labels, classes, train_labels),
+        }
+    paired = paired_comparison(result, labels, task.eval_name)
+    if paired:
+        extra["paired"] = paired
+    best_summary = {"regime": best.regime, "seed": best.seed, **best.metrics}
+    extra["headline"] = make_headline(best_summary, extra.get("test"), task.eval_name, len(result.runs))
+    extra["classes"] = classes
+    extra["wall_seconds"] = time.perf_counter() - started
+    report = write_study_report(result, req.out_dir, classes, extra)
+    evidence = FitEvidence(
+        task.images,
+        best.train_idx,
+        best.eval_idx,
+        best.probs,
+        task.eval_name,
+        task.test_idx,
+        test_probs,
+        frozen_centre_features(req, make_backbone, task.images, [best.train_idx, best.eval_idx], best.seed),
+    )
+    write_fit_report(report, req.out_dir, evidence)
+    return report
+
+
+def frozen_centre_features(
+    req: FitRequest, make_backbone, images: LabelledImages, parts: list[list[int]], seed: int
+) -> list[torch.Tensor] | None:
+    """Centre-view features (each N_part x D) of images[part] for each part, when the frozen regime already cached
+    them all; None otherwise (nothing is extracted for the report: near-duplicates are then skipped)."""
+    frozen = next((r for r in req.regimes if r.body_frozen), None)
+    features = req.train.features or FeatureConfig()
+    if frozen is None or not features.enabled or len(images) == 0:
+        return None
+    torch.manual_seed(seed)  # a random body is rebuilt as the study built it
+    backbone = make_backbone(frozen)
+    apply_regime(backbone, frozen)
+    cache = FeatureCache(backbone, replace(features, progress=False), "cpu", req.augment)
+    index = cache.store("center").index()
+    out = []
+    for part in parts:
+        subset = images.subset(part)
+        digests = pixel_digests(subset.pixels)
+        if any(d not in index for d in digests):
+            return None
+        out.append(cache.features(subset, ["center"], digests, rank=0, world_size=1)[:, 0])
+    return out
+
+
+def predict_model_dir(model_dir: str | Path, images: LabelledImages) -> torch.Tensor:
+    """Softmax (N x K) of a saved model on in-memory images (already at its store size)."""
+    classifier, card = load_model_dir(model_dir)
+    tf = build_eval_transform(Preprocessing.from_dict(card["preprocessing"]))
+    loader = DataLoader(TransformDataset(images, tf), batch_size=64)
+    return predict_probs(classifier, loader, torch.device("cpu"))
 
 
 def score_model_dir(model_dir: str | Path, images: LabelledImages) -> dict:
     """Metrics of a saved model on in-memory images (already at its store size): the held-out test/ folder."""
-    classifier, card = load_model_dir(model_dir)
-    tf = build_eval_transform(Preprocessing.from_dict(card["preprocessing"]))
-    loader = DataLoader(TransformDataset(images, tf), batch_size=64)
-    probs = predict_probs(classifier, loader, torch.device("cpu"))
+    probs = predict_model_dir(model_dir, images)
     return {"model_dir": str(model_dir), **classification_metrics(probs, images.labels, images.classes)}
 
 

@@ -19,6 +19,7 @@ from transfer.data.splits import Splitter
 from transfer.distributed import is_rank_zero
 from transfer.eval.metrics import classification_metrics
 from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
+from transfer.eval.stats import paired_table
 from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier
@@ -35,6 +36,14 @@ class RunResult:
     seconds: float
     trainable_params: int
     model_dir: str
+    train_idx: list[int] = field(default_factory=list, repr=False)  # the split this run trained on
+    eval_idx: list[int] = field(default_factory=list, repr=False)  # ... and was scored on (indices into the images)
+    probs: torch.Tensor | None = field(default=None, repr=False)  # N_eval x num_classes softmax on eval_idx
+
+    def summary(self) -> dict:
+        """What metrics.json keeps of a run (no indices, no probabilities)."""
+        keep = ("regime", "seed", "metrics", "seconds", "trainable_params", "model_dir")
+        return {k: getattr(self, k) for k in keep}
 
 
 @dataclass
@@ -105,7 +114,17 @@ def run_study(
                         backbone_kwargs,
                         extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
                     )
-                run = RunResult(regime.name, seed, metrics, fitted.seconds, fitted.trainable_params, str(mdir))
+                run = RunResult(
+                    regime.name,
+                    seed,
+                    metrics,
+                    fitted.seconds,
+                    fitted.trainable_params,
+                    str(mdir),
+                    list(train_idx),
+                    list(eval_idx),
+                    fitted.val_probs,
+                )
                 result.runs.append(run)
                 if on_run and is_rank_zero():
                     on_run(run)
@@ -116,6 +135,38 @@ def run_study(
         copy_model_dir(result.best.model_dir, out_dir / "model")
     result.best_model_dir = str(out_dir / "model")
     return result
+
+
+def paired_runs(result: StudyResult) -> tuple[list[RunResult], str]:
+    """One run per regime, all scored on the same images: each regime's best seed when their held-out sets are
+    identical, else every regime at the chosen model's seed (one split for all), and a line saying which."""
+    table = result.table()
+    best_of = {
+        name: max((r for r in result.runs if r.regime == name), key=lambda r: r.metrics["accuracy"]) for name in table
+    }
+    runs = list(best_of.values())
+    if all(r.eval_idx == runs[0].eval_idx for r in runs):
+        return runs, "each regime's best seed, on the same held-out images"
+    seed = result.best.seed
+    runs = [next(r for r in result.runs if r.regime == name and r.seed == seed) for name in table]
+    return runs, f"every regime at seed {seed} (the chosen model's split: seeds split the images differently)"
+
+
+def paired_comparison(result: StudyResult, labels: torch.Tensor, eval_name: str = "val") -> dict | None:
+    """McNemar verdicts between the regimes on per-image correctness (stats.paired_table); None for one regime."""
+    runs, basis = paired_runs(result)
+    if len(runs) < 2 or any(r.probs is None for r in runs):
+        return None
+    corrects = [(r.probs.argmax(1) == labels[torch.as_tensor(r.eval_idx)]).numpy() for r in runs]
+    rows = paired_table([r.regime for r in runs], corrects)
+    return {
+        "split": eval_name,
+        "n": len(runs[0].eval_idx),
+        "basis": basis,
+        "models": {r.regime: r.seed for r in runs},
+        "rows": rows,
+        "verdicts": [row["verdict"] for row in rows],
+    }
 
 
 @contextlib.contextmanager
@@ -140,7 +191,7 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
     report = {
         "table": table,
         "best": {"regime": best.regime, "seed": best.seed, "model_dir": result.best_model_dir, **best.metrics},
-        "runs": [r.__dict__ for r in result.runs],
+        "runs": [r.summary() for r in result.runs],
         **extra,
     }
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -26,4 +26,4 @@ def run(cfg: DictConfig) -> None:
     )
     for c, pr in m["per_class"].items():
         print(f"  {c:<16} precision {pr['precision']:.3f}  recall {pr['recall']:.3f}")
-    print(f"report: {output_dir() / 'metrics.json'} (confusion.png, predictions.csv beside it)")
+    print(f"report: {output_dir() / 'report.html'}  (metrics.json, confusion.png, predictions.csv beside it)")

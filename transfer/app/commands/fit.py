@@ -131,6 +131,8 @@ def print_summary(report: dict, out_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    for verdict in (report.get("paired") or {}).get("verdicts", []):
+        print(f"  {verdict}")
     best = report["best"]
     console.print(
         f"best: {best['regime']} (seed {best['seed']}), {eval_name} accuracy {best['accuracy']:.3f}, "
@@ -148,9 +150,22 @@ def print_summary(report: dict, out_dir: Path) -> None:
             f"test:    accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the {t['n']} images of test/ "
             "(the best model, scored once)"
         )
+    if "headline" in report:
+        print(headline_line(report["headline"]))
     model_dir = best["model_dir"]
     print(f"model:   {model_dir}")
     plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
-    print(f"report:  {out_dir / 'metrics.json'}  (plots beside it: {plots})")
+    print(f"report:  {out_dir / 'report.html'}")
+    print(f"metrics: {out_dir / 'metrics.json'}  (predictions.csv, {plots} beside it)")
     print(f"predict: python -m transfer command=predict model={model_dir} images=<file or folder>")
     print(f"wall time: {report['wall_seconds']:.1f}s")
+
+
+def headline_line(h: dict) -> str:
+    """'headline: test accuracy 0.870 (95% CI 0.810-0.920, 153 images; test/ folder, ...); majority class 0.410'."""
+    ci = h.get("ci95")
+    ci_text = f"95% CI {ci[0]:.3f}-{ci[1]:.3f}, " if ci else ""
+    bases = "; ".join(f"{name} {v:.3f}" for name, v in (h.get("baselines") or {}).items())
+    return f"headline: {h['name']} {h['value']:.3f} ({ci_text}{h['n']} images; {h['source']})" + (
+        f"; baseline: {bases}" if bases else ""
+    )

@@ -1,0 +1,173 @@
+"""A fit run's honest report: the headline (metrics.json), predictions.csv, and report.html's data dict.
+
+The headline is the test/ score when a test/ folder exists (scored once, by the chosen model); otherwise it is the
+held-out split the regime and seed were chosen on, and its name says so ("val accuracy, used to select: optimistic").
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from transfer.data.labelled import LabelledImages
+from transfer.eval.page import write_report
+from transfer.eval.report_sections import (
+    calibration_section,
+    duplicates_section,
+    gallery_section,
+    headline_warnings,
+    scan_section,
+)
+from transfer.eval.scoring import prediction_rows, write_rows_csv
+
+
+@dataclass
+class FitEvidence:
+    """What the page needs beyond metrics.json: the task's images and the chosen model's probabilities on them."""
+
+    images: LabelledImages  # the whole task, at store size
+    train_idx: list[int]  # the chosen model's training split
+    eval_idx: list[int]  # ... and its held-out split
+    eval_probs: torch.Tensor | None  # N_eval x K softmax of the chosen model
+    eval_name: str = "val"
+    test_idx: list[int] | None = None
+    test_probs: torch.Tensor | None = None
+    centre_features: list[torch.Tensor] | None = None  # [train, held-out] centre-view features (frozen cache)
+
+
+def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int) -> dict:
+    """{name, value, ci95, n, source, baselines}: the one number to quote, labelled with where it comes from."""
+    chosen = f"{best['regime']}, seed {best['seed']}"
+    if test is not None:
+        m, name = test, "test accuracy"
+        source = f"test/ folder, scored once by the chosen model ({chosen})"
+    elif n_runs > 1:
+        m, name = best, f"{eval_name} accuracy, used to select: optimistic"
+        source = f"the held-out {eval_name} split the regime and seed were chosen on ({chosen}); no test/ folder"
+    else:
+        m, name = best, f"{eval_name} accuracy"
+        source = f"the held-out {eval_name} split (one run: nothing was chosen on it); no test/ folder"
+    baselines = {"majority class": m["majority_baseline"]} if "majority_baseline" in m else {}
+    return {
+        "name": name,
+        "value": m["accuracy"],
+        "ci95": m.get("accuracy_ci95"),
+        "n": m["n"],
+        "source": source,
+        "baselines": baselines,
+    }
+
+
+def prediction_table(ev: FitEvidence) -> list[dict]:
+    """predictions.csv rows: the held-out split, then test/ when scored (a `split` column tells them apart)."""
+    rows = []
+    for idx, probs, split in ((ev.eval_idx, ev.eval_probs, ev.eval_name), (ev.test_idx, ev.test_probs, "test")):
+        if idx and probs is not None:
+            part = ev.images.subset(idx)
+            rows += prediction_rows(part.names, part.labels, probs, part.classes, split)
+    return rows
+
+
+def _scored(ev: FitEvidence) -> tuple[list[int], torch.Tensor] | None:
+    """The images and probabilities behind the headline: test/ when scored, else the held-out split."""
+    if ev.test_idx and ev.test_probs is not None:
+        return ev.test_idx, ev.test_probs
+    return (ev.eval_idx, ev.eval_probs) if ev.eval_probs is not None else None
+
+
+def _evidence(report: dict) -> dict:
+    columns = ["regime", "accuracy", "± std", "macro F1", "seeds", "trainable", "s/run"]
+    rows = [
+        [
+            name,
+            r["accuracy_mean"],
+            r["accuracy_std"],
+            r["f1_macro_mean"],
+            len(r["seeds"]),
+            r["trainable_params"],
+            round(r["seconds_per_run"], 1),
+        ]
+        for name, r in report["table"].items()
+    ]
+    best = report["best"]
+    caption = (
+        f"{report.get('eval_split', 'val')} accuracy per regime, mean ± std over seeds; chosen: {best['regime']} "
+        f"(seed {best['seed']})."
+    )
+    paired = report.get("paired") or {}
+    if paired:
+        caption += f" Paired tests: {paired['basis']}."
+    return {"columns": columns, "rows": rows, "caption": caption, "verdicts": list(paired.get("verdicts") or [])}
+
+
+def _duplicates(ev: FitEvidence) -> dict | None:
+    if ev.centre_features is None:
+        return None
+    train, held = ev.images.subset(ev.train_idx), ev.images.subset(ev.eval_idx)
+    return duplicates_section(
+        *ev.centre_features,
+        train.pixels,
+        held.pixels,
+        train.names,
+        held.names,
+        [train.classes[i] for i in train.labels.tolist()],
+        [held.classes[i] for i in held.labels.tolist()],
+    )
+
+
+def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
+    """report.html's data dict (eval/page.py's contract) for a fit run."""
+    out_dir = Path(out_dir)
+    headline = report["headline"]
+    on_test = "test" in report
+    data: dict = {
+        "title": f"Training report: {report.get('backbone', 'model')}",
+        "subtitle": " · ".join(
+            [str(out_dir), str(report.get("data", "")), datetime.datetime.now().strftime("%Y-%m-%d %H:%M")]
+        ),
+        "warnings": headline_warnings(headline),
+        "headline": headline,
+        "metrics": report["test"] if on_test else report["best"],
+        "images": {
+            caption: str(out_dir / name)
+            for name, caption in (("curves.png", "training curves"), ("regimes.png", "regimes"))
+            if (out_dir / name).is_file()
+        },
+        "evidence": _evidence(report),
+    }
+    if not on_test and len(report.get("runs", [])) > 1:
+        data["warnings"].append(
+            f"no test/ folder: the headline is the {ev.eval_name} accuracy the regime and seed were chosen on, "
+            "which is optimistic; add a test/ folder for an unbiased number"
+        )
+    scored = _scored(ev)
+    if scored is not None:
+        idx, probs = scored
+        part = ev.images.subset(idx)
+        data["gallery"] = gallery_section(probs, part.labels, part.classes, part.names, part.pixels)
+        fit_probs = ev.eval_probs if on_test else None  # a temperature only from val/, when the headline is test/
+        fit_labels = ev.images.labels[ev.eval_idx] if on_test else None
+        data["calibration"] = calibration_section(probs, part.labels, fit_probs, fit_labels)
+    scan_file = out_dir / "scan_report.json"
+    if scan_file.is_file():
+        data["scan"] = scan_section(json.loads(scan_file.read_text(encoding="utf-8")))
+    duplicates = _duplicates(ev)
+    if duplicates is not None:
+        data["duplicates"] = duplicates
+        if duplicates["leakage"]:
+            data["warnings"].append(
+                f"{len(duplicates['leakage'])} {ev.eval_name} image(s) nearly duplicate training images: "
+                "the held-out score is inflated (see Near-duplicates)"
+            )
+    return data
+
+
+def write_fit_report(report: dict, out_dir: Path, ev: FitEvidence) -> Path:
+    """predictions.csv and report.html in the run dir; returns the page's path."""
+    out_dir = Path(out_dir)
+    write_rows_csv(prediction_table(ev), out_dir / "predictions.csv")
+    return write_report(fit_page_data(report, out_dir, ev), out_dir / "report.html")
