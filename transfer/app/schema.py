@@ -128,6 +128,11 @@ class SourceConf:
 
 
 @dataclass
+class AutoConf:
+    budget_s: float | None = None  # regime=auto: seconds for the evidence (null: 120 on a CPU, 600 on a GPU)
+
+
+@dataclass
 class PreviewConf:
     rows: int = 6
     views: int = 7
@@ -147,6 +152,7 @@ class Config:
     augment: AugmentConf = field(default_factory=AugmentConf)
     features: FeaturesConf = field(default_factory=FeaturesConf)
     study: StudyConf = field(default_factory=StudyConf)
+    auto: AutoConf = field(default_factory=AutoConf)
     source: SourceConf | None = None
     model: Any = None  # predict / evaluate / export: a model dir, or a list of them (an ensemble)
     images: str | None = None
@@ -183,7 +189,7 @@ CHOICES = {
         "transformer-engine",
     ),
 }
-POSITIVE = ("head.lr", "source.lr")  # > 0
+POSITIVE = ("head.lr", "source.lr", "auto.budget_s")  # > 0
 AT_LEAST_ONE = (
     "trainer.max_epochs",
     "trainer.num_nodes",

@@ -60,6 +60,7 @@ class FitRequest:
     source: dict | None = None  # pretrain a source model first (data=digits): classes, max_epochs, lr, batch_size
     quiet: bool = False
     probe_stages: list[str] | None = None  # frozen features of these stages scored by a linear probe (stage_probe.py)
+    auto_budget_s: float | None = None  # regime=auto: seconds for the evidence (None: a default per device)
 
 
 def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
@@ -150,6 +151,25 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     if req.data["kind"] != "folder":  # a folder's scan has printed its own summary
         print(f"data: {task.description}")
     head_spec = dict(req.head)
+    if regimes[0].name == "auto":  # measure on the training images only, then run the chosen regime
+        from transfer.training.auto import choose_regime
+
+        train_idx, _ = task.split(req.seeds[0])
+        with quiet_per_run_logs(True):
+            auto = choose_regime(
+                make_backbone,
+                req.presets,
+                task.images.subset(train_idx),
+                head_spec,
+                augment,
+                train_cfg,
+                req.auto_budget_s,
+                req.seeds[0],
+            )
+        extra["auto"] = auto.to_dict()
+        print(f"auto: {auto.chosen} ({auto.reason}; {auto.seconds:.0f} s of {auto.budget_s:.0f})")
+        regimes = [req.presets[auto.chosen]]
+    extra["random_body"] = not weights and not pretrained
     result = run_study(
         make_backbone,
         name,

@@ -79,7 +79,30 @@ def _scored(ev: FitEvidence) -> tuple[list[int], torch.Tensor] | None:
     return (ev.eval_idx, ev.eval_probs) if ev.eval_probs is not None else None
 
 
+def _auto_evidence(auto: dict) -> dict:
+    columns = ["evidence", "regime", "accuracy", "95% CI", "CV accuracy", "seconds", "note"]
+    rows = [
+        [
+            r["evidence"],
+            r["regime"] or "",
+            r.get("accuracy", ""),
+            "-".join(f"{v:.3f}" for v in r["accuracy_ci95"]) if "accuracy_ci95" in r else "",
+            r.get("cv_accuracy") if r.get("cv_accuracy") is not None else "",
+            r["seconds"],
+            r.get("note", ""),
+        ]
+        for r in auto["evidence"]
+    ]
+    caption = (
+        f"regime=auto measured on the training images only ({auto['inner_val_images']} held out inside them), "
+        f"{auto['seconds']:.0f} s of a {auto['budget_s']:.0f} s budget; chosen: {auto['chosen']}."
+    )
+    return {"columns": columns, "rows": rows, "caption": caption, "verdicts": [auto["reason"]]}
+
+
 def _evidence(report: dict) -> dict:
+    if "auto" in report:
+        return _auto_evidence(report["auto"])
     columns = ["regime", "accuracy", "± std", "macro F1", "seeds", "trainable", "s/run"]
     rows = [
         [

@@ -90,6 +90,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         source=plain(cfg.source),
         quiet=quiet,
         probe_stages=plain(cfg.study.probe_stages),
+        auto_budget_s=cfg.auto.budget_s,
     )
 
 
@@ -130,6 +131,8 @@ def print_summary(report: dict, out_dir: Path) -> None:
             f"{row['seconds_per_run']:.1f}",
         )
     console = Console()
+    if "auto" in report:
+        console.print(auto_table(report["auto"]))
     console.print(table)
     for verdict in (report.get("paired") or {}).get("verdicts", []):
         print(f"  {verdict}")
@@ -152,6 +155,8 @@ def print_summary(report: dict, out_dir: Path) -> None:
         )
     if "headline" in report:
         print(headline_line(report["headline"]))
+        for warning in chance_warnings(report):
+            print(f"warning: {warning}")
     model_dir = best["model_dir"]
     print(f"model:   {model_dir}")
     plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
@@ -169,3 +174,36 @@ def headline_line(h: dict) -> str:
     return f"headline: {h['name']} {h['value']:.3f} ({ci_text}{h['n']} images; {h['source']})" + (
         f"; baseline: {bases}" if bases else ""
     )
+
+
+def chance_warnings(report: dict) -> list[str]:
+    """The headline's baseline warnings, each with the likely cause."""
+    from transfer.eval.report_sections import headline_warnings
+
+    regime = report["best"]["regime"]
+    if report.get("random_body") and regime == "frozen":
+        cause = "likely cause: backbone.pretrained=false with the frozen regime (random features); give weights"
+    elif report.get("random_body"):
+        cause = "likely cause: a randomly initialised body and few images; give pretrained weights"
+    else:
+        cause = "likely causes: too few images per class, labels that the images do not show, or a source too far off"
+    return [f"{w}; {cause}." for w in headline_warnings(report["headline"])]
+
+
+def auto_table(auto: dict):
+    """regime=auto's evidence as a rich table, with the choice and its reason in the caption."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"regime=auto: evidence on the training images ({auto['inner_val_images']} held out inside them)",
+        caption=f"chosen: {auto['chosen']} - {auto['reason']}",
+    )
+    for col in ("evidence", "regime", "accuracy (95% CI)", "CV accuracy", "s", "note"):
+        table.add_column(col)
+    for r in auto["evidence"]:
+        acc = (
+            f"{r['accuracy']:.3f} ({r['accuracy_ci95'][0]:.3f}-{r['accuracy_ci95'][1]:.3f})" if "accuracy" in r else ""
+        )
+        cv = f"{r['cv_accuracy']:.3f} ({r['folds']}-fold)" if r.get("cv_accuracy") is not None else ""
+        table.add_row(r["evidence"], r["regime"] or "", acc, cv, f"{r['seconds']:.1f}", r.get("note", ""))
+    return table
