@@ -9,7 +9,7 @@ from PIL import Image
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.images import BACKGROUND, load_image, open_image
-from transfer.data.pixels import decode_files
+from transfer.data.pixels import image_to_tensor, resize_center, store_size
 
 
 def _halves(w: int = 40, h: int = 20) -> Image.Image:
@@ -36,7 +36,8 @@ def test_exif_orientation_in_training_pixels(tmp_path) -> None:
     path = tmp_path / "phone.jpg"
     with_orientation(_halves(80, 40), path, 6, quality=95)  # stored landscape, shown portrait (rotate clockwise)
     pre = Preprocessing(input_size=(3, 32, 32), crop_pct=1.0)
-    px = decode_files([str(path)], pre)[0].int()  # 3 x 32 x 32, centre square of the 40 x 80 portrait
+    side = store_size(pre)  # the decode the pixel store and predict use: load, centre square, tensor
+    px = image_to_tensor(resize_center(load_image(path, 3, (side, side)), side, pre.interpolation)).int()  # 3 x 32 x 32
     # clockwise: the red top becomes the right side, the blue bottom the left
     assert px[0, :, -4:].float().mean() > 230 and px[2, :, -4:].float().mean() < 30
     assert px[2, :, :4].float().mean() > 230 and px[0, :, :4].float().mean() < 30

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from transfer.backbones.base import Preprocessing
 from transfer.data.datamodule import ImageDataModule, TransformDataset
 from transfer.data.labelled import LabelledImages
-from transfer.data.pixels import PixelStore, decode_files, scan_and_decode, store_size
+from transfer.data.pixels import PixelStore, scan_and_decode, store_size
 from transfer.data.scan import scan_image_folder
 
 PRE = Preprocessing(input_size=(3, 28, 28), crop_pct=0.875)  # store side 32
@@ -26,23 +26,19 @@ def folder(tmp_path_factory):
 
 def test_store_size_and_shapes(folder) -> None:
     assert store_size(PRE) == 32
-    paths = scan_image_folder(folder).paths()
-    px = decode_files(paths, PRE)
+    _, px = scan_and_decode(folder, PRE)
     assert px.dtype == torch.uint8 and tuple(px.shape) == (18, 3, 32, 32)
-    grey = decode_files(paths[:3], Preprocessing(input_size=(1, 28, 28), crop_pct=0.875))
-    assert tuple(grey.shape) == (3, 1, 32, 32)
+    _, grey = scan_and_decode(folder, Preprocessing(input_size=(1, 28, 28), crop_pct=0.875))
+    assert tuple(grey.shape) == (18, 1, 32, 32)
 
 
 def test_threads_memmap_and_single_pass_agree(folder) -> None:
     paths = scan_image_folder(folder).paths()
-    serial = decode_files(paths, PRE, workers=1)
-    threaded = decode_files(paths, PRE, workers=3)
-    mapped = decode_files(paths, PRE, ram_budget_mb=0)  # over budget: memory-mapped temp file
+    manifest, serial = scan_and_decode(folder, PRE, workers=1)
+    _, threaded = scan_and_decode(folder, PRE, workers=3)
+    _, mapped = scan_and_decode(folder, PRE, ram_budget_mb=0)  # over budget: memory-mapped temp file
+    assert manifest.paths() == paths
     assert torch.equal(serial, threaded) and torch.equal(serial, mapped)
-    manifest, once = scan_and_decode(folder, PRE, ram_budget_mb=0)
-    assert manifest.paths() == paths and torch.equal(once, serial)
-    manifest, once = scan_and_decode(folder, PRE)
-    assert torch.equal(once, serial)
 
 
 def test_memmap_store_leaves_no_file(tmp_path) -> None:
@@ -65,13 +61,6 @@ def test_subset_above_budget_stays_mapped(monkeypatch) -> None:
     monkeypatch.setattr(pixels, "DEFAULT_RAM_BUDGET_MB", 0.0)
     sub = images.subset([5, 1, 3])
     assert torch.equal(sub.pixels, images.pixels[[5, 1, 3]]) and sub.names == ["f5", "f1", "f3"]
-
-
-def test_decode_error_names_the_file(tmp_path) -> None:
-    bad = tmp_path / "gone.jpg"
-    bad.write_bytes(b"\xff\xd8\xff")
-    with pytest.raises(OSError, match="gone.jpg"):
-        decode_files([str(bad)], PRE)
 
 
 def _explode(x: torch.Tensor) -> torch.Tensor:
