@@ -21,6 +21,7 @@ from transfer.model.classifier import Classifier
 from transfer.training.fit import TrainConfig, fit_classifier, make_trainer, predict_probs
 from transfer.training.module import TransferModule
 from transfer.training.regimes import Regime, apply_regime
+from transfer.training.selection import EpochSelection
 
 FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
 
@@ -38,6 +39,7 @@ def _cfg(tmp_path, **features) -> TrainConfig:
         batch_size=8,
         seed=0,
         validate_each_epoch=False,
+        selection=EpochSelection("none"),  # every image trains, the last epoch is kept: what the naive loop does
         trainer={"accelerator": "cpu", "enable_progress_bar": False},
         features=FeatureConfig(cache_dir=str(tmp_path / "cache"), progress=False, **{"views": 1, **features}),
     )

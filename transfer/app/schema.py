@@ -42,6 +42,7 @@ class RegimeConf:
     stage_lr_decay: float = 1.0
     norm: str = "eval"
     pretrained: bool = True
+    lp_init: bool = False  # LP-FT: fine-tuning starts from a linear probe of the head (partial / full presets: true)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class HeadConf:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    class_weights: str = "auto"  # auto (balanced above a 3:1 class ratio) | none | balanced
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,7 +66,7 @@ class OptimizerConf:
 @dataclass
 class SchedulerConf:
     name: str = "cosine"  # cosine (after a linear warmup) | constant | step
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0  # epochs, or a fraction in (0, 1) of trainer.max_epochs
     step_size: int = 10  # step: multiply the rate by gamma every step_size epochs
     gamma: float = 0.1
 
@@ -74,6 +76,10 @@ class TrainerConf:
     """pytorch_lightning.Trainer arguments; the ones a user of this toolkit sets (None: Lightning's default)."""
 
     max_epochs: int = 10
+    monitor: str = "val/acc"  # the epoch kept: best val/acc | val/loss on a split of train, or none (the last)
+    patience: int = 10  # stop after this many epochs without a better monitor; 0: run every epoch
+    select_fraction: float = 0.2  # of each class's training images, held out to choose the epoch
+    select_on: str = "inner"  # inner: that split of train | val: the val split (when it is not what is reported)
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"
@@ -96,6 +102,8 @@ class AugmentConf:
     color_jitter: float = 0.0
     hue: float = 0.0
     pca_noise: float = 0.0
+    mixup: float = 0.0  # partial / full: mixup Beta alpha (0: off), through timm.data.Mixup
+    cutmix: float = 0.0  # partial / full: cutmix Beta alpha (0: off); both on: half the batches each
 
 
 @dataclass
@@ -172,6 +180,9 @@ CHOICES = {
     "command": COMMANDS,
     "data.kind": ("folder", "digits"),
     "regime.norm": ("eval", "train"),
+    "head.class_weights": ("auto", "none", "balanced"),
+    "trainer.monitor": ("val/acc", "val/loss", "none"),
+    "trainer.select_on": ("inner", "val"),
     "optimizer.name": ("adamw", "sgd"),
     "scheduler.name": ("cosine", "constant", "step"),
     "augment.crop": ("none", "random", "resized"),
@@ -216,8 +227,11 @@ NON_NEGATIVE = (
     "augment.hue",
     "augment.pca_noise",
     "regime.frozen_stages",
+    "trainer.patience",
+    "augment.mixup",
+    "augment.cutmix",
 )
-OPEN_FRACTIONS = ("data.val_fraction",)  # in (0, 1)
+OPEN_FRACTIONS = ("data.val_fraction", "trainer.select_fraction")  # in (0, 1)
 HALF_OPEN_FRACTIONS = ("head.label_smoothing", "scheduler.gamma")  # in [0, 1) / (0, 1]
 
 
@@ -278,6 +292,11 @@ def validate(cfg: dict) -> None:
         raise UserError(f"head.label_smoothing={ls}: must be in [0, 1).")
     if gamma is not None and not 0 < gamma <= 1:
         raise UserError(f"scheduler.gamma={gamma}: must be in (0, 1].")
+    warm = _get(cfg, "scheduler.warmup_epochs")
+    if warm is not None and warm >= 1 and warm != int(warm):
+        raise UserError(
+            f"scheduler.warmup_epochs={warm}: an integer epoch count, or a fraction of trainer.max_epochs in (0, 1)."
+        )
     scale = _get(cfg, "augment.crop_scale")
     if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1):
         raise UserError(f"augment.crop_scale={list(scale)}: two area fractions 0 < low <= high <= 1.")

@@ -41,13 +41,17 @@ class AugmentConfig:
             raise UserError(f"augment.hue={self.hue}: must be <= 0.5.")
 
 
+BATCH_KEYS = ("mixup", "cutmix")  # mix pairs of images in a batch: the training step does it (training/mixing.py)
+
+
 def augment_config(values: dict) -> AugmentConfig:
-    """An AugmentConfig from a plain dict (a preset YAML, config overrides); unknown keys are a UserError."""
+    """An AugmentConfig (per-image transforms) from a plain dict (a preset YAML, config overrides); the batch-level
+    keys are skipped (training reads them); unknown keys are a UserError."""
     known = {f.name for f in fields(AugmentConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known - set(BATCH_KEYS))
     if unknown:
         raise UserError(f"augment: unknown key(s) {unknown}; accepted: {', '.join(sorted(known))}.")
-    values = dict(values)
+    values = {k: v for k, v in values.items() if k not in BATCH_KEYS}
     if "crop_scale" in values:
         values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
     return AugmentConfig(**values)

@@ -1,8 +1,18 @@
-"""Train one classifier under one regime: the frozen regime on precomputed features, the others end to end."""
+"""Train one classifier under one regime: the frozen regime on precomputed features, the others end to end.
+
+Every fit keeps its best epoch, not its last: `cfg.selection.monitor` (val/acc by default) is scored each epoch on a
+selection split, training stops after `patience` epochs without improvement, and the best epoch's weights are what
+the fit returns (and the model dir saves). The selection split is carved from `train` (stratified, 20% of each
+class, at least one image per class; `select_on="inner"`, the default) because `val` is what callers report: a study
+scores its eval split with the returned probabilities, so that split must not also choose the epoch. A caller whose
+`val` is a selection split of its own (a val/ folder with a test/ folder kept for the final score) sets
+`select_on="val"`. `monitor="none"` trains on all of `train` and keeps the last epoch.
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,10 +30,14 @@ from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
+from transfer.training.class_weights import class_weights
 from transfer.training.head_engine import HeadTraining, fit_heads, write_history_csv
+from transfer.training.lp_init import LP_EPOCHS, probe_head
+from transfer.training.mixing import MixSpec
 from transfer.training.module import TransferModule
 from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.regimes import Regime, apply_regime
+from transfer.training.selection import EpochSelection, inner_split
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +51,29 @@ class TrainConfig:
     label_smoothing: float = 0.0
     num_workers: int = 0
     seed: int = 0
-    validate_each_epoch: bool = True  # False: no val loop inside fit (studies evaluate once at the end)
+    validate_each_epoch: bool = True  # False: no per-epoch curves on `val` (studies evaluate once at the end)
     trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
     features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    selection: EpochSelection = field(default_factory=EpochSelection)  # which epoch is kept (module docstring)
+    select_on: str = "inner"  # inner: a split of train chooses the epoch | val: `val` does (it is not reported)
+    class_weights: str = "auto"  # auto | none | balanced (class_weights.py)
+    mix: MixSpec = field(default_factory=MixSpec)  # mixup / cutmix alphas (partial / full only)
+    lp_epochs: int = LP_EPOCHS  # LP-FT: epochs of the linear probe that starts the head (regime.lp_init)
 
-    def head_training(self) -> HeadTraining:
+    def head_training(self, epochs: int | None = None) -> HeadTraining:
         """The same settings for the head engine (heads on cached features)."""
         return HeadTraining(
-            self.max_epochs,
+            self.max_epochs if epochs is None else epochs,
             self.batch_size,
             self.weight_decay,
             self.label_smoothing,
             self.optimizer,
             self.scheduler,
             self.seed,
+            self.class_weights,
+            self.selection,
         )
 
 
@@ -62,21 +83,29 @@ class FitOutcome:
     val_probs: torch.Tensor | None  # N_val x num_classes, softmax
     seconds: float
     trainable_params: int
+    best_epoch: int | None = None  # the epoch whose weights were kept (0-based); None: the last one
+    selected_by: str = "last epoch"  # e.g. "val/acc on 20% of train (inner split), patience 10"
 
 
-def make_trainer(cfg: TrainConfig, out_dir: Path | None, quiet: bool = False) -> pl.Trainer:
+def make_trainer(
+    cfg: TrainConfig, out_dir: Path | None, quiet: bool = False, callbacks: list | None = None
+) -> pl.Trainer:
     from pytorch_lightning.loggers import CSVLogger
 
+    extra = dict(cfg.trainer)
+    callbacks = [*extra.pop("callbacks", []), *(callbacks or [])]
+    has_checkpoint = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     kwargs = {
         "max_epochs": cfg.max_epochs,
         "logger": CSVLogger(str(out_dir), name="logs", version="") if out_dir else False,
-        "enable_checkpointing": out_dir is not None,
+        "enable_checkpointing": out_dir is not None or has_checkpoint,
         "default_root_dir": str(out_dir) if out_dir else None,
         "enable_model_summary": False,
         "enable_progress_bar": not quiet,
         "log_every_n_steps": 1,
         "num_sanity_val_steps": 0,
-        **cfg.trainer,
+        "callbacks": callbacks,
+        **extra,
     }
     return pl.Trainer(**kwargs)
 
@@ -98,6 +127,24 @@ def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device) ->
     return torch.cat(out) if out else torch.empty(0)
 
 
+def selection_split(
+    train: LabelledImages, val: LabelledImages | None, cfg: TrainConfig
+) -> tuple[LabelledImages, LabelledImages | None, str]:
+    """(images to fit, images that choose the epoch or None, where they come from) as the module docstring says."""
+    sel = cfg.selection
+    if not sel.enabled:
+        return train, None, ""
+    if cfg.select_on == "val":
+        if val is not None and len(val):
+            return train, val, "val"
+        log.warning("select_on=val but no val images: choosing the epoch on a split of train instead")
+    fit_idx, sel_idx = inner_split(train.labels, sel.fraction, cfg.seed)
+    if not sel_idx:
+        log.warning("no class has 2 training images to spare for choosing the epoch: keeping the last epoch")
+        return train, None, ""
+    return train.subset(fit_idx), train.subset(sel_idx), f"{sel.fraction:.0%} of train (inner split)"
+
+
 def fit_classifier(
     backbone: Backbone,
     head: nn.Module,
@@ -109,62 +156,125 @@ def fit_classifier(
     out_dir: Path | None = None,
     quiet: bool = False,
 ) -> FitOutcome:
-    """Fit `head` (and the unfrozen part of `backbone`) on `train`; returns the classifier and val probabilities."""
+    """Fit `head` (and the unfrozen part of `backbone`) on `train`, keeping the best epoch on a selection split
+    (module docstring); returns the classifier and its probabilities on `val`."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     apply_regime(backbone, regime)
     if hasattr(backbone, "reset_aux_heads"):
         backbone.reset_aux_heads(len(train.classes))
-    pre = backbone.preprocessing
-    eval_tf = build_eval_transform(pre)
+    fit_part, select, where = selection_split(train, val, cfg)
     start = time.perf_counter()
-    if regime.body_frozen:
-        device = head_device(cfg)
-        features = cfg.features or FeatureConfig()
-        if not is_penultimate(features.stage):
-            raise UserError(
-                f"features.stage={features.stage}: fit trains heads on the penultimate layer (the model dir must "
-                "rebuild the same classifier); compare stages with `python -m transfer command=features "
-                "features.stage=<stage> features.probe=true`."
-            )
-        cache = FeatureCache(backbone, replace(features, progress=features.progress and not quiet), device, augment)
-        feats = cache.features(train)  # N x K x D: no backbone in the loop from here on
-        val_feats = cache.features(val, ["center"])[:, 0] if val is not None and len(val) else None  # N_val x D
-        log.info(
-            "frozen regime: the head trains on %s cached features, no backbone in the loop",
-            "x".join(str(n) for n in feats.shape),
-        )
-        fit = fit_heads(
-            [head], [cfg.lr], feats, train.labels, cfg.head_training(), val_feats, val.labels if val else None, device
-        )
-        probs = fit.val_probs[0] if fit.val_probs else None
-        if out_dir is not None and cfg.validate_each_epoch:
-            write_history_csv(fit.history, Path(out_dir) / "logs" / "metrics.csv")
-    else:
-        trainer = make_trainer(cfg, out_dir, quiet)
-        pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
-        dm = ImageDataModule(
-            train, val, build_train_transform(pre, augment, pca), eval_tf, cfg.batch_size, cfg.num_workers, cfg.seed
-        )
-        module = TransferModule(
-            backbone,
-            head,
-            len(train.classes),
-            regime,
-            cfg.lr,
-            cfg.weight_decay,
-            label_smoothing=cfg.label_smoothing,
-            optimizer=cfg.optimizer,
-            scheduler=cfg.scheduler,
-        )
-        if cfg.validate_each_epoch:
-            trainer.fit(module, datamodule=dm)
-        else:
-            trainer.fit(module, train_dataloaders=dm.train_dataloader())
-        val_dl = dm.val_dataloader()
-        probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
+    run = _fit_frozen if regime.body_frozen else _fit_end_to_end
+    probs, best_epoch = run(backbone, head, regime, fit_part, select, val, augment, cfg, out_dir, quiet)
     seconds = time.perf_counter() - start
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
     if not regime.body_frozen:
         trainable += backbone.num_trainable()
     classifier = Classifier(backbone.cpu(), head.cpu()).eval()
-    return FitOutcome(classifier, probs, seconds, trainable)
+    selected_by = cfg.selection.describe(where) if select is not None else "last epoch"
+    return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by)
+
+
+def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_dir, quiet):
+    device = head_device(cfg)
+    features = cfg.features or FeatureConfig()
+    if not is_penultimate(features.stage):
+        raise UserError(
+            f"features.stage={features.stage}: fit trains heads on the penultimate layer (the model dir must "
+            "rebuild the same classifier); compare stages with `python -m transfer command=features "
+            "features.stage=<stage> features.probe=true`."
+        )
+    cache = FeatureCache(backbone, replace(features, progress=features.progress and not quiet), device, augment)
+    feats = cache.features(train)  # N x K x D: no backbone in the loop from here on
+
+    def centre(images: LabelledImages | None) -> torch.Tensor | None:
+        return cache.features(images, ["center"])[:, 0] if images is not None and len(images) else None  # N x D
+
+    val_feats, sel_feats = centre(val), centre(select)
+    log.info(
+        "frozen regime: the head trains on %s cached features, no backbone in the loop",
+        "x".join(str(n) for n in feats.shape),
+    )
+    fit = fit_heads(
+        [head],
+        [cfg.lr],
+        feats,
+        train.labels,
+        cfg.head_training(),
+        val_feats,
+        val.labels if val_feats is not None else None,
+        device,
+        sel_feats,
+        select.labels if sel_feats is not None else None,
+    )
+    if out_dir is not None and cfg.validate_each_epoch:
+        write_history_csv(fit.history, Path(out_dir) / "logs" / "metrics.csv")
+    return (fit.val_probs[0] if fit.val_probs else None), fit.best_epochs[0]
+
+
+def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, out_dir, quiet):
+    pre = backbone.preprocessing
+    if regime.lp_init:
+        how = cfg.head_training(epochs=cfg.lp_epochs)
+        probe_head(backbone, head, train, select, cfg.features, how, cfg.lr, head_device(cfg))
+    num_classes = len(train.classes)
+    module = TransferModule(
+        backbone,
+        head,
+        num_classes,
+        regime,
+        cfg.lr,
+        cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        optimizer=cfg.optimizer,
+        scheduler=cfg.scheduler,
+        class_weights=class_weights(train.labels, num_classes, cfg.class_weights),
+        mix=cfg.mix,
+    )
+    pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
+    train_tf, eval_tf = build_train_transform(pre, augment, pca), build_eval_transform(pre)
+    loop_val = select if select is not None else (val if cfg.validate_each_epoch else None)
+    dm = ImageDataModule(train, loop_val, train_tf, eval_tf, cfg.batch_size, cfg.num_workers, cfg.seed)
+    best_epoch = None
+    with tempfile.TemporaryDirectory(prefix="transfer-best-") as tmp:
+        callbacks = _selection_callbacks(cfg.selection, Path(out_dir or tmp) / "checkpoints") if select else []
+        trainer = make_trainer(cfg, out_dir, quiet, callbacks)
+        if loop_val is not None and len(loop_val):
+            trainer.fit(module, datamodule=dm)
+        else:
+            trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        if callbacks:
+            best_epoch = _restore_best(module, callbacks[0])
+    val_dl = ImageDataModule(train, val, train_tf, eval_tf, cfg.batch_size, cfg.num_workers).val_dataloader()
+    probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
+    return probs, best_epoch
+
+
+def _selection_callbacks(sel: EpochSelection, dirpath: Path) -> list:
+    """ModelCheckpoint keeping the best epoch on the monitor (first, see _restore_best), EarlyStopping when patience."""
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    out: list = [
+        ModelCheckpoint(
+            dirpath=str(dirpath),
+            filename="best",
+            monitor=sel.monitor,
+            mode=sel.mode,
+            save_top_k=1,
+            save_weights_only=True,
+            enable_version_counter=False,
+        )
+    ]
+    if sel.patience:
+        out.append(EarlyStopping(monitor=sel.monitor, mode=sel.mode, patience=sel.patience, check_finite=False))
+    return out
+
+
+def _restore_best(module: TransferModule, checkpoint) -> int | None:
+    """Load the best epoch's weights back into `module` (so the classifier returned and saved is that epoch)."""
+    path = checkpoint.best_model_path
+    if not path:
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    return int(state["epoch"])

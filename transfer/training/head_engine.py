@@ -1,7 +1,10 @@
 """The one engine that trains heads on cached features: the frozen regime, probe grids, stage probes, studies and
 sweeps all come here. Many heads train in one pass (as dinov2's linear evaluation does): every batch read once
 updates a head per learning rate, so a sweep over `head.lr` costs about one head's training. No body is in the
-loop and no Lightning Trainer: a tiny head on N x D features needs a plain loop on one CPU thread."""
+loop and no Lightning Trainer: a tiny head on N x D features needs a plain loop on one CPU thread.
+
+Given selection features (a split of the training images, never the reported `val`), each head keeps its best epoch
+on them (`monitor`) and training stops once every head went `patience` epochs without a better one."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import torch
 from torch import nn
 
 from transfer.features.dataset import SampledViews
+from transfer.training.class_weights import class_weights
 from transfer.training.optim import OptimizerSpec, ParamGroup, SchedulerSpec, build_optimizer, build_scheduler
+from transfer.training.selection import BestEpoch, EpochSelection
 
 
 @contextlib.contextmanager
@@ -39,13 +44,16 @@ class HeadTraining:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     seed: int = 0
+    class_weights: str = "none"  # auto | none | balanced (class_weights.py)
+    selection: EpochSelection = field(default_factory=EpochSelection)  # used only when selection features are given
 
 
 @dataclass
 class HeadFit:
     heads: list[nn.Module]
-    history: list[dict]  # per epoch: epoch, train/loss, train/acc (the first head), val/loss, val/acc when given
+    history: list[dict]  # per epoch: epoch, train/loss, train/acc (the first head), val/*, select/* when given
     val_probs: list[torch.Tensor] | None  # per head: N_val x C softmax
+    best_epochs: list[int | None] = field(default_factory=list)  # per head: the epoch kept (None: the last one)
 
 
 def fit_heads(
@@ -57,17 +65,30 @@ def fit_heads(
     val_features: torch.Tensor | None = None,
     val_labels: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
+    select_features: torch.Tensor | None = None,
+    select_labels: torch.Tensor | None = None,
 ) -> HeadFit:
     """Train every head at its own rate on the same batches of `features` (N x K x D: one view per image per epoch,
-    drawn afresh; or N x D). Each head's gradient is its own loss's gradient (the losses are summed)."""
+    drawn afresh; or N x D). Each head's gradient is its own loss's gradient (the losses are summed). With
+    `select_features` (N_sel x D) each head is returned at its best epoch on them (`how.selection`)."""
     if len(heads) != len(lrs):
         raise ValueError(f"{len(heads)} heads for {len(lrs)} learning rates")
     device = torch.device(device)
+    select = None
+    if select_features is not None and select_labels is not None and len(select_features) and how.selection.enabled:
+        select = (select_features, select_labels)
     with one_cpu_thread(device):
-        return _fit(list(heads), list(lrs), features, labels, how, val_features, val_labels, device)
+        return _fit(list(heads), list(lrs), features, labels, how, val_features, val_labels, device, select)
 
 
-def _fit(heads, lrs, features, labels, how, val_features, val_labels, device) -> HeadFit:
+def _split_metrics(probs: torch.Tensor, labels: torch.Tensor, prefix: str) -> dict:
+    return {
+        f"{prefix}/loss": float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels.cpu())),
+        f"{prefix}/acc": float((probs.argmax(1) == labels.cpu()).float().mean()),
+    }
+
+
+def _fit(heads, lrs, features, labels, how, val_features, val_labels, device, select) -> HeadFit:
     torch.manual_seed(how.seed)
     for h in heads:
         h.to(device).train()
@@ -85,12 +106,19 @@ def _fit(heads, lrs, features, labels, how, val_features, val_labels, device) ->
     )
     history: list[dict] = []
     has_val = val_features is not None and val_labels is not None and len(val_features) > 0
+    trackers = [BestEpoch(h, how.selection) for h in heads] if select is not None else []
+    weight = None
     for epoch in range(how.epochs):
         seen, loss_sum, correct = 0, 0.0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = [h(x) for h in heads]  # each B x C
-            losses = [nn.functional.cross_entropy(lg, y, label_smoothing=how.label_smoothing) for lg in logits]
+            if epoch == 0 and seen == 0:
+                weight = class_weights(labels, logits[0].shape[1], how.class_weights)
+                weight = None if weight is None else weight.to(device)
+            losses = [
+                nn.functional.cross_entropy(lg, y, weight=weight, label_smoothing=how.label_smoothing) for lg in logits
+            ]
             opt.zero_grad()
             torch.stack(losses).sum().backward()
             opt.step()
@@ -100,14 +128,22 @@ def _fit(heads, lrs, features, labels, how, val_features, val_labels, device) ->
         sched.step()
         row = {"epoch": epoch, "train/loss": loss_sum / max(seen, 1), "train/acc": correct / max(seen, 1)}
         if has_val:
-            probs = predict_heads(heads[:1], val_features, device)[0]
-            row["val/loss"] = float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), val_labels.cpu()))
-            row["val/acc"] = float((probs.argmax(1) == val_labels.cpu()).float().mean())
+            row |= _split_metrics(predict_heads(heads[:1], val_features, device)[0], val_labels, "val")
+        if trackers:
+            scores = [_split_metrics(p, select[1], "val") for p in predict_heads(heads, select[0], device)]
+            for t, score in zip(trackers, scores, strict=True):
+                t.update(epoch, score)  # the monitor names the selection split val/*, as Lightning's val loop does
+            row |= {k.replace("val/", "select/"): v for k, v in scores[0].items()}
         history.append(row)
+        if trackers and all(t.should_stop(epoch) for t in trackers):
+            break
+    for t in trackers:
+        t.restore()
     for h in heads:
         h.eval()
     val_probs = predict_heads(heads, val_features, device) if has_val else None
-    return HeadFit([h.cpu() for h in heads], history, val_probs)
+    best = [t.best_epoch for t in trackers] if trackers else [None] * len(heads)
+    return HeadFit([h.cpu() for h in heads], history, val_probs, best)
 
 
 @torch.no_grad()

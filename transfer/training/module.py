@@ -1,5 +1,6 @@
-"""One thin LightningModule for fine-tuning: backbone + head, cross-entropy (+ auxiliary terms), torchmetrics,
-per-group LRs, the configured optimiser and schedule. Heads on cached features train in head_engine.py instead."""
+"""One thin LightningModule for fine-tuning: backbone + head, cross-entropy (+ auxiliary terms; class-weighted on an
+imbalanced set; against mixup/cutmix soft targets while training), torchmetrics, per-group LRs, the configured
+optimiser and schedule. Heads on cached features train in head_engine.py instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from transfer.training.class_weights import soft_cross_entropy
+from transfer.training.mixing import BatchMixer, MixSpec
 from transfer.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler
 from transfer.training.regimes import Regime, param_groups
 
@@ -27,6 +30,8 @@ class TransferModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         optimizer: OptimizerSpec | None = None,
         scheduler: SchedulerSpec | None = None,
+        class_weights: torch.Tensor | None = None,
+        mix: MixSpec | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -46,6 +51,10 @@ class TransferModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+        weights = None if class_weights is None else class_weights.float()
+        self.register_buffer("class_weights", weights, persistent=False)  # C, or None: unweighted
+        with_body = backbone is not None
+        self.mixer = BatchMixer(mix, num_classes, label_smoothing) if mix and mix.enabled and with_body else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = x if self.backbone is None else self.backbone(x)
@@ -53,17 +62,25 @@ class TransferModule(pl.LightningModule):
 
     def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
-        ls = self.hparams.label_smoothing
+        target = None  # soft targets (B x C) when mixing, else the class indices y
+        if self.training and self.mixer is not None:
+            x, target = self.mixer(x, y)
         if self.training and self.backbone is not None and hasattr(self.backbone, "forward_with_aux"):
             feats, aux_logits = self.backbone.forward_with_aux(x)
             logits = self.head(feats)
-            loss = F.cross_entropy(logits, y, label_smoothing=ls)
+            loss = self.loss(logits, y, target)
             for head, aux in zip(self.backbone.aux_heads(), aux_logits, strict=True):
-                loss = loss + head.weight * F.cross_entropy(aux, y, label_smoothing=ls)
+                loss = loss + head.weight * self.loss(aux, y, target)
         else:
             logits = self(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=ls)
+            loss = self.loss(logits, y, target)
         return loss, logits.argmax(1), y
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy with the class weights; against `target` (soft, smoothing already in it) when given."""
+        if target is not None:
+            return soft_cross_entropy(logits, target, self.class_weights)
+        return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self.model_step(batch)

@@ -25,7 +25,7 @@ class OptimizerSpec:
 @dataclass(frozen=True)
 class SchedulerSpec:
     name: str = "cosine"  # cosine | constant | step
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0  # an epoch count, or a fraction in (0, 1) of max_epochs (0.1 of 60 -> 6)
     step_size: int = 10
     gamma: float = 0.1
 
@@ -58,16 +58,25 @@ def build_optimizer(groups: Iterable[ParamGroup], spec: OptimizerSpec, weight_de
     return torch.optim.AdamW(torch_groups, lr=torch_groups[0]["lr"], betas=tuple(spec.betas))
 
 
+def warmup_epochs(spec: SchedulerSpec, max_epochs: int) -> int:
+    """Warmup epochs: `warmup_epochs` itself, or a fraction in (0, 1) of `max_epochs` rounded (at least 1)."""
+    w = float(spec.warmup_epochs)
+    if 0 < w < 1:
+        return max(1, round(w * max_epochs))
+    return int(w)
+
+
 def lr_factor(spec: SchedulerSpec, epoch: int, max_epochs: int) -> float:
     """The multiplier of the base rate at `epoch` (0-based): linear warmup, then the schedule."""
-    if spec.warmup_epochs and epoch < spec.warmup_epochs:
-        return (epoch + 1) / (spec.warmup_epochs + 1)
+    warm = warmup_epochs(spec, max_epochs)
+    if warm and epoch < warm:
+        return (epoch + 1) / (warm + 1)
     if spec.name == "constant":
         return 1.0
     if spec.name == "step":
-        return spec.gamma ** ((epoch - spec.warmup_epochs) // max(spec.step_size, 1))
-    span = max(max_epochs - spec.warmup_epochs, 1)  # cosine to zero at max_epochs (CosineAnnealingLR's curve)
-    return 0.5 * (1 + math.cos(math.pi * min(epoch - spec.warmup_epochs, span) / span))
+        return spec.gamma ** ((epoch - warm) // max(spec.step_size, 1))
+    span = max(max_epochs - warm, 1)  # cosine to zero at max_epochs (CosineAnnealingLR's curve)
+    return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
 
 
 def build_scheduler(

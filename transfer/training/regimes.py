@@ -25,6 +25,7 @@ class Regime:
     stage_lr_decay: float = 1.0  # stage i of n gets body_lr_factor * decay ** (n - 1 - i)
     norm: str = "eval"
     pretrained: bool = True
+    lp_init: bool = False  # LP-FT: start fine-tuning from a linear probe of the head on frozen features (lp_init.py)
 
     @property
     def body_frozen(self) -> bool:

@@ -55,16 +55,23 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
     from transfer.data.augment import augment_config
     from transfer.features.config import FeatureConfig
     from transfer.training.fit import TrainConfig
+    from transfer.training.mixing import MixSpec
     from transfer.training.optim import OptimizerSpec, SchedulerSpec
     from transfer.training.pipeline import BackboneChoice, FitRequest
     from transfer.training.regimes import Regime
+    from transfer.training.selection import EpochSelection
 
     presets = regime_presets()
     regimes = study_regimes(cfg, presets)
     data, head, trainer = plain(cfg.data), plain(cfg.head), dict(plain(cfg.trainer))
     opt, sched = plain(cfg.optimizer), plain(cfg.scheduler)
+    max_epochs = int(trainer.pop("max_epochs"))
+    selection = EpochSelection(
+        str(trainer.pop("monitor")), int(trainer.pop("patience")), float(trainer.pop("select_fraction"))
+    )
+    select_on = str(trainer.pop("select_on"))  # the four selection keys are not Trainer arguments
     train = TrainConfig(
-        max_epochs=int(trainer.pop("max_epochs")),
+        max_epochs=max_epochs,
         lr=float(head["lr"]),
         weight_decay=float(head["weight_decay"]),
         label_smoothing=float(head["label_smoothing"]),
@@ -75,6 +82,10 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         features=FeatureConfig(**plain(cfg.features)),
         optimizer=OptimizerSpec(opt["name"], opt["momentum"], opt["nesterov"], tuple(opt["betas"])),
         scheduler=SchedulerSpec(**sched),
+        selection=selection,
+        select_on=select_on,
+        class_weights=str(head["class_weights"]),
+        mix=MixSpec(float(cfg.augment.mixup), float(cfg.augment.cutmix)),
     )
     bb = plain(cfg.backbone)
     return FitRequest(

@@ -1,0 +1,83 @@
+"""Which epoch a fit keeps: the best on a selection split (never the split that is reported), with early stopping.
+
+A fit reports its accuracy on `val`; choosing the epoch on that same split would report an optimistic number. So the
+epoch is chosen on a split of the training images (stratified, `fraction` of each class, at least one image per class
+with two or more), unless the caller hands a separate selection split. `monitor=none` keeps the last epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MONITORS = ("val/acc", "val/loss", "none")
+
+
+@dataclass(frozen=True)
+class EpochSelection:
+    """`trainer.monitor` / `trainer.patience` / `trainer.select_fraction` as plain values."""
+
+    monitor: str = "val/acc"  # val/acc (higher is better) | val/loss (lower is better) | none: the last epoch
+    patience: int = 10  # epochs without improvement before stopping; 0: never stop early (still keep the best)
+    fraction: float = 0.2  # of each class's training images, carved off to choose the epoch
+
+    @property
+    def enabled(self) -> bool:
+        return self.monitor != "none"
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.monitor.endswith("loss") else "max"
+
+    def describe(self, where: str) -> str:
+        """E.g. 'val/acc on 20% of train (inner split), patience 10'."""
+        if not self.enabled:
+            return "last epoch"
+        stop = f"patience {self.patience}" if self.patience else "no early stopping"
+        return f"{self.monitor} on {where}, {stop}"
+
+
+def inner_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (fit, select): per class round(fraction x n) images (at least 1) go to `select`; a class with a single
+    image stays in `fit` alone. Seeded: the same labels and seed give the same split."""
+    gen = torch.Generator().manual_seed(seed)
+    fit: list[int] = []
+    select: list[int] = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)].tolist()
+        n_sel = 0 if len(idx) < 2 else min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        select += idx[:n_sel]
+        fit += idx[n_sel:]
+    return sorted(fit), sorted(select)
+
+
+class BestEpoch:
+    """Keeps a copy of a module's state at its best epoch and says when `patience` epochs passed without a better one
+    (strictly better: a tie keeps the earlier epoch, as Lightning's ModelCheckpoint and EarlyStopping do)."""
+
+    def __init__(self, module: nn.Module, selection: EpochSelection) -> None:
+        self.module, self.selection = module, selection
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict | None = None
+
+    def update(self, epoch: int, metrics: dict) -> None:
+        value = float(metrics[self.selection.monitor])
+        better = self.best_value is None or (
+            value < self.best_value if self.selection.mode == "min" else value > self.best_value
+        )
+        if better:
+            self.best_value, self.best_epoch = value, epoch
+            self.best_state = copy.deepcopy(self.module.state_dict())
+
+    def should_stop(self, epoch: int) -> bool:
+        p = self.selection.patience
+        return bool(p) and self.best_epoch is not None and epoch - self.best_epoch >= p
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
