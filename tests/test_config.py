@@ -49,7 +49,7 @@ def test_default_is_the_digits_study(compose_cfg):
 
 def test_cat_detector_recipe_and_command_line_overrides(compose_cfg):
     cfg = compose_cfg("recipe=cat_detector")
-    assert (cfg.backbone.name, cfg.regime.name, cfg.data.kind) == ("resnet50", "frozen", "folder")
+    assert (cfg.backbone.name, cfg.regime.name, cfg.data.kind) == ("resnet50", "auto", "folder")
     assert cfg.data.root == "data/cat_detector"
     cfg = compose_cfg(
         "recipe=cat_detector",

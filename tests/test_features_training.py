@@ -40,6 +40,7 @@ def _cfg(tmp_path, **features) -> TrainConfig:
         seed=0,
         validate_each_epoch=False,
         selection=EpochSelection("none"),  # every image trains, the last epoch is kept: what the naive loop does
+        solver="sgd",  # the naive loop is SGD epochs: the head engine must match it exactly
         trainer={"accelerator": "cpu", "enable_progress_bar": False},
         features=FeatureConfig(cache_dir=str(tmp_path / "cache"), progress=False, **{"views": 1, **features}),
     )

@@ -52,6 +52,7 @@ class HeadConf:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     class_weights: str = "auto"  # auto (balanced above a 3:1 class ratio) | none | balanced
+    solver: str = "lbfgs"  # heads on cached features: lbfgs (a linear head: converged, L2 by CV) | sgd (epochs)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -184,6 +185,7 @@ CHOICES = {
     "trainer.monitor": ("val/acc", "val/loss", "none"),
     "trainer.select_on": ("inner", "val"),
     "optimizer.name": ("adamw", "sgd"),
+    "head.solver": ("lbfgs", "sgd"),
     "scheduler.name": ("cosine", "constant", "step"),
     "augment.crop": ("none", "random", "resized"),
     "features.dtype": ("float32", "float16"),

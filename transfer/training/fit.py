@@ -27,17 +27,19 @@ from transfer.data.augment import AugmentConfig, build_eval_transform, build_tra
 from transfer.data.datamodule import ImageDataModule
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
+from transfer.eval.scoring import write_rows_csv
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
 from transfer.training.class_weights import class_weights
-from transfer.training.head_engine import HeadTraining, fit_heads, write_history_csv
-from transfer.training.lp_init import LP_EPOCHS, probe_head
+from transfer.training.head_engine import HeadTraining, fit_heads
+from transfer.training.lp_init import LP_EPOCHS, lbfgs_probe, probe_head
 from transfer.training.mixing import MixSpec
 from transfer.training.module import TransferModule
 from transfer.training.optim import OptimizerSpec, SchedulerSpec
+from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime, apply_regime
-from transfer.training.selection import EpochSelection, inner_split
+from transfer.training.selection import MIN_SELECT_PER_CLASS, EpochSelection, inner_split
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class TrainConfig:
     trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
     features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    solver: str = "lbfgs"  # heads on cached features: lbfgs (linear heads) | sgd
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     selection: EpochSelection = field(default_factory=EpochSelection)  # which epoch is kept (module docstring)
     select_on: str = "inner"  # inner: a split of train chooses the epoch | val: `val` does (it is not reported)
@@ -139,9 +142,17 @@ def selection_split(
             return train, val, "val"
         log.warning("select_on=val but no val images: choosing the epoch on a split of train instead")
     fit_idx, sel_idx = inner_split(train.labels, sel.fraction, cfg.seed)
-    if not sel_idx:
-        log.warning("no class has 2 training images to spare for choosing the epoch: keeping the last epoch")
-        return train, None, ""
+    per_class = torch.bincount(train.labels[sel_idx], minlength=len(train.classes)) if sel_idx else None
+    if per_class is None or int(per_class.min()) < MIN_SELECT_PER_CLASS:
+        smallest = 0 if per_class is None else int(per_class.min())
+        return (
+            train,
+            None,
+            (
+                f"last epoch of the schedule: an inner split would hold {smallest} image(s) of some class, fewer than "
+                f"{MIN_SELECT_PER_CLASS}, too few to choose an epoch"
+            ),
+        )
     return train.subset(fit_idx), train.subset(sel_idx), f"{sel.fraction:.0%} of train (inner split)"
 
 
@@ -162,21 +173,31 @@ def fit_classifier(
     apply_regime(backbone, regime)
     if hasattr(backbone, "reset_aux_heads"):
         backbone.reset_aux_heads(len(train.classes))
-    fit_part, select, where = selection_split(train, val, cfg)
     start = time.perf_counter()
+    if regime.body_frozen and uses_probe(head, cfg):  # converged, L2 chosen by cross-validation: no epochs to pick
+        probs, selected_by = _fit_probe(backbone, head, train, val, augment, cfg, quiet)
+        return _outcome(backbone, head, regime, probs, time.perf_counter() - start, None, selected_by)
+    fit_part, select, where = selection_split(train, val, cfg)
     run = _fit_frozen if regime.body_frozen else _fit_end_to_end
     probs, best_epoch = run(backbone, head, regime, fit_part, select, val, augment, cfg, out_dir, quiet)
-    seconds = time.perf_counter() - start
+    selected_by = cfg.selection.describe(where) if select is not None else where or "last epoch"
+    return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by)
+
+
+def _outcome(backbone, head, regime, probs, seconds, best_epoch, selected_by) -> FitOutcome:
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
     if not regime.body_frozen:
         trainable += backbone.num_trainable()
     classifier = Classifier(backbone.cpu(), head.cpu()).eval()
-    selected_by = cfg.selection.describe(where) if select is not None else "last epoch"
     return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by)
 
 
-def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_dir, quiet):
-    device = head_device(cfg)
+def uses_probe(head: nn.Module, cfg: TrainConfig) -> bool:
+    """The converged L-BFGS probe trains heads that are one linear layer, unless `head.solver=sgd`."""
+    return cfg.solver == "lbfgs" and isinstance(head, nn.Linear)
+
+
+def _frozen_cache(backbone, augment, cfg, quiet) -> FeatureCache:
     features = cfg.features or FeatureConfig()
     if not is_penultimate(features.stage):
         raise UserError(
@@ -184,7 +205,32 @@ def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_di
             "rebuild the same classifier); compare stages with `python -m transfer command=features "
             "features.stage=<stage> features.probe=true`."
         )
-    cache = FeatureCache(backbone, replace(features, progress=features.progress and not quiet), device, augment)
+    return FeatureCache(
+        backbone, replace(features, progress=features.progress and not quiet), head_device(cfg), augment
+    )
+
+
+def _fit_probe(backbone, head, train, val, augment, cfg, quiet) -> tuple[torch.Tensor | None, str]:
+    """The frozen regime's linear head as Kornblith et al.'s probe: every cached view a row, L2 by k-fold CV."""
+    cache = _frozen_cache(backbone, augment, cfg, quiet)
+    feats = cache.features(train)  # N x K x D
+    result = fit_linear_probe(
+        feats, train.labels, len(train.classes), seed=cfg.seed, device=head_device(cfg), class_names=train.classes
+    )
+    with torch.no_grad():
+        head.weight.copy_(result.linear.weight)
+        head.bias.copy_(result.linear.bias)
+    for note in result.notes:
+        log.warning("linear probe: %s", note)
+    val_feats = cache.features(val, ["center"])[:, 0] if val is not None and len(val) else None
+    probs = probe_predict_proba(head, val_feats) if val_feats is not None else None
+    how = f"L2 {result.l2:.2g} by {result.folds}-fold CV" if result.folds else f"L2 {result.l2:.2g} (no CV)"
+    return probs, f"{how}; L-BFGS to gradient norm {result.grad_norm:.1e}"
+
+
+def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_dir, quiet):
+    device = head_device(cfg)
+    cache = _frozen_cache(backbone, augment, cfg, quiet)
     feats = cache.features(train)  # N x K x D: no backbone in the loop from here on
 
     def centre(images: LabelledImages | None) -> torch.Tensor | None:
@@ -208,7 +254,7 @@ def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_di
         select.labels if sel_feats is not None else None,
     )
     if out_dir is not None and cfg.validate_each_epoch:
-        write_history_csv(fit.history, Path(out_dir) / "logs" / "metrics.csv")
+        write_rows_csv(fit.history, Path(out_dir) / "logs" / "metrics.csv")  # what the curves plot reads
     return (fit.val_probs[0] if fit.val_probs else None), fit.best_epochs[0]
 
 
@@ -216,7 +262,8 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
     pre = backbone.preprocessing
     if regime.lp_init:
         how = cfg.head_training(epochs=cfg.lp_epochs)
-        probe_head(backbone, head, train, select, cfg.features, how, cfg.lr, head_device(cfg))
+        fitter = lbfgs_probe if uses_probe(head, cfg) else None
+        probe_head(backbone, head, train, select, cfg.features, how, cfg.lr, head_device(cfg), fitter)
     num_classes = len(train.classes)
     module = TransferModule(
         backbone,

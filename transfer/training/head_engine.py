@@ -175,17 +175,3 @@ def train_head_grid(
     heads = [nn.Linear(int(features.shape[-1]), num_classes) for _ in lrs]
     fit = fit_heads(heads, lrs, features, labels, how, val_features, val_labels)
     return [float((p.argmax(1) == val_labels).float().mean()) for p in fit.val_probs or []]
-
-
-def write_history_csv(history: list[dict], path) -> None:
-    """Per-epoch metrics in the layout of Lightning's CSVLogger (what the curves plot reads)."""
-    import csv
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)

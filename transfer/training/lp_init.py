@@ -20,6 +20,7 @@ from transfer.backbones.base import Backbone
 from transfer.data.labelled import LabelledImages
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.training.head_engine import HeadTraining, fit_heads
+from transfer.training.probe import fit_linear_probe
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,28 @@ def sgd_probe(
     return fit.best_epochs[0]
 
 
-# The hook for a better probe: a converged L-BFGS logistic regression (transfer/training/probe.py, branch `probe`:
-# fit_linear_probe(features, labels, num_classes) -> ProbeResult with an nn.Linear) can replace sgd_probe here, by
-# copying its weight and bias into a linear head (an MLP head keeps the SGD probe).
-PROBE_FIT: ProbeFitter = sgd_probe
+def lbfgs_probe(
+    head: nn.Module,
+    lr: float,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    how: HeadTraining,
+    select_features: torch.Tensor | None,
+    select_labels: torch.Tensor | None,
+    device: torch.device,
+) -> int | None:
+    """The converged L-BFGS probe (L2 by cross-validation on the fit images) copied into a linear head."""
+    if select_features is not None and select_labels is not None:  # the probe needs no epoch split: use it all
+        features = torch.cat([features, select_features.unsqueeze(1)])
+        labels = torch.cat([labels, select_labels])
+    result = fit_linear_probe(features, labels, int(head.out_features), seed=how.seed, device=device)
+    with torch.no_grad():
+        head.weight.copy_(result.linear.weight)
+        head.bias.copy_(result.linear.bias)
+    return None
+
+
+PROBE_FIT: ProbeFitter = sgd_probe  # heads that are not one linear layer (an MLP); linear heads use lbfgs_probe
 
 
 def probe_head(

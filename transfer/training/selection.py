@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 MONITORS = ("val/acc", "val/loss", "none")
+# Fewer images of a class than this in the selection split and the epoch is the schedule's last: on 2 images per
+# class val/acc moves in steps of 50% and stops "improving" in the first epochs (measured on digits: 10-shot
+# fine-tuning fell from 0.89 to 0.71 when 2 images per class chose the epoch).
+MIN_SELECT_PER_CLASS = 5
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Yosinski et al. 2014 found lower layers more general and top layers more specific to the source task; this puts
 numbers on it for the user's own source model and target data. Features come from the disk cache (one extraction
-per stage), heads from `train_head_grid` (a linear head on N x 1 x D features, one pass per epoch).
+per stage), heads from the converged L-BFGS linear probe (probe.py, L2 by cross-validation on the training images).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.tap import stage_choices
 from transfer.training.fit import TrainConfig
-from transfer.training.head_engine import train_head_grid
+from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime
 
 
@@ -44,7 +44,7 @@ def probe_stages(
     seeds: list[int],
     train_cfg: TrainConfig,
 ) -> dict[str, dict]:
-    """Per stage: held-out accuracy (mean, std, per seed) of a linear head at `train_cfg.lr` on frozen features."""
+    """Per stage: held-out accuracy (mean, std, per seed) of the converged linear probe on frozen features."""
     features_cfg = replace(train_cfg.features or FeatureConfig(), progress=False)
     labels = images.labels
     runs: dict[str, list[float]] = {stage: [] for stage in stages}
@@ -56,11 +56,9 @@ def probe_stages(
         for stage in stages:
             feats = FeatureCache(body, replace(features_cfg, stage=stage)).features(images, ["center"])  # N x 1 x D
             widths[stage] = int(feats.shape[-1])
-            how = replace(train_cfg.head_training(), seed=seed)
-            acc = train_head_grid(
-                feats[train_idx], labels[train_idx], feats[eval_idx][:, 0], labels[eval_idx], [train_cfg.lr], how
-            )[0]
-            runs[stage].append(acc)
+            probe = fit_linear_probe(feats[train_idx], labels[train_idx], len(images.classes), seed=seed)
+            preds = probe_predict_proba(probe.linear, feats[eval_idx][:, 0]).argmax(1)
+            runs[stage].append(float((preds == labels[eval_idx]).float().mean()))
     out = {
         stage: {
             "accuracy_mean": statistics.fmean(accs),

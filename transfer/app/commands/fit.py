@@ -85,6 +85,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         selection=selection,
         select_on=select_on,
         class_weights=str(head["class_weights"]),
+        solver=str(head["solver"]),
         mix=MixSpec(float(cfg.augment.mixup), float(cfg.augment.cutmix)),
     )
     bb = plain(cfg.backbone)
