@@ -164,6 +164,7 @@ def test_learning_curve_command_prints_four_points_and_the_sentence_and_writes_i
         "~recipe",
         *_overrides(root, tmp_path, "trainer.accelerator=cpu", "features.progress=false"),
         f"hydra.run.dir={run_dir}",
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},  # this checkout's package
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "learning curve: frozen (seed 0), scored on the same 6 val images" in proc.stdout

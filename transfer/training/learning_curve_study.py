@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from transfer.backbones.factory import create_backbone
-from transfer.errors import UserError
 from transfer.eval.learning_curve import (
     doubling_sentence,
     fit_learning_curve,
@@ -39,13 +38,14 @@ FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 
 def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[float] = FRACTIONS, on_point=None) -> dict:
-    """Score req's first regime (first seed) at each fraction of the training split; returns learning_curve.json's
-    content: {"regime", "seed", "eval_split", "eval_n", "points": [...], "fit", "sentence", "files"}."""
+    """Score req's first regime (frozen for regime=auto) with its first seed at each fraction of the training split;
+    returns learning_curve.json's content: {"regime", "seed", "eval_split", "eval_n", "points", "fit", "sentence"}."""
     from transfer.training.pipeline import load_task, pretrain_digits_source
 
     regime = req.regimes[0]
-    if regime.name == "auto":
-        raise UserError("regime=auto: a learning curve needs one regime; pick one, e.g. regime=frozen (cheapest).")
+    if regime.name == "auto":  # the curve needs one regime: the cheap one, where features are cached once
+        regime = req.presets["frozen"]
+        print("learning curve: regime=auto -> frozen (the cheapest; set regime=partial or regime=full for another)")
     seed = req.seeds[0]
     weights = req.backbone.weights
     if req.source:
