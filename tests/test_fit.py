@@ -60,6 +60,7 @@ def test_folder_fit_end_to_end_regimes_learn(tmp_path, name, frozen):
             "head.lr=0.01",
             "augment=none",
             "trainer.max_epochs=25",
+            "report.cv_folds=0",  # this test is about learning; 5 more fine-tunes would only slow it
         )
     )
     best = report["best"]

@@ -191,6 +191,7 @@ def test_a_frozen_fit_without_test_folder_writes_predictions_and_a_labelled_head
     root = write_image_folder(tmp_path / "data", n=8)
     out = tmp_path / "run"
     overrides = ("data=folder", f"data.root={root}", "data.val_fraction=0.25", "augment=none", "trainer.max_epochs=1")
+    overrides += ("report.cv_folds=0",)  # the held-out headline (the cross-validated one: test_honest_headline.py)
     report = run_fit(fit_request(out, *overrides, "study.seeds=[0,1]", f"features.cache_dir={tmp_path / 'f'}"))
     h = report["headline"]
     assert h["name"] == "val accuracy, used to select: optimistic" and h["n"] == 6

@@ -142,6 +142,16 @@ class AutoConf:
 
 
 @dataclass
+class ReportConf:
+    cv_folds: int = 5  # no test/ folder: the headline cross-validates the chosen regime over all images (0: off)
+
+
+@dataclass
+class LearningCurveConf:
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+
+
+@dataclass
 class PreviewConf:
     rows: int = 6
     views: int = 7
@@ -168,6 +178,8 @@ class Config:
     tta: str = "center"
     format: str = "onnx"  # export: onnx | torchscript
     preview: PreviewConf = field(default_factory=PreviewConf)
+    report: ReportConf = field(default_factory=ReportConf)
+    learning_curve: LearningCurveConf = field(default_factory=LearningCurveConf)
 
 
 def register_schema() -> None:
@@ -176,7 +188,7 @@ def register_schema() -> None:
 
 
 # --- ranges and choices ---------------------------------------------------------------------------------------------
-COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview")
+COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview", "learning-curve")
 CHOICES = {
     "command": COMMANDS,
     "data.kind": ("folder", "digits"),
@@ -232,6 +244,7 @@ NON_NEGATIVE = (
     "trainer.patience",
     "augment.mixup",
     "augment.cutmix",
+    "report.cv_folds",
 )
 OPEN_FRACTIONS = ("data.val_fraction", "trainer.select_fraction")  # in (0, 1)
 HALF_OPEN_FRACTIONS = ("head.label_smoothing", "scheduler.gamma")  # in [0, 1) / (0, 1]
@@ -304,6 +317,13 @@ def validate(cfg: dict) -> None:
         raise UserError(f"augment.crop_scale={list(scale)}: two area fractions 0 < low <= high <= 1.")
     if (_get(cfg, "augment.hue") or 0) > 0.5:
         raise UserError(f"augment.hue={_get(cfg, 'augment.hue')}: must be <= 0.5.")
+    if _get(cfg, "report.cv_folds") == 1:
+        raise UserError("report.cv_folds=1: one fold cannot cross-validate; use 0 (off) or 2 or more (e.g. 5).")
+    fractions = _get(cfg, "learning_curve.fractions")
+    if fractions is not None and (not fractions or not all(0 < f <= 1 for f in fractions)):
+        raise UserError(
+            f"learning_curve.fractions={list(fractions)}: fractions of train/ in (0, 1], e.g. [0.1, 0.25, 0.5, 1.0]."
+        )
     views = _get(cfg, "features.views")
     if views is not None and str(views) not in ("auto", "1", "flip", "10crop") and not _is_int_at_least(views, 2):
         raise UserError(f"features.views={views!r}: choose auto, 1, flip, 10crop or an integer K >= 2.")

@@ -88,7 +88,9 @@ def load_folder_task(
     digests = [s.digest for s in manifest.samples]
 
     def split(seed: int) -> tuple[list[int], list[int]]:
-        return stratified_split(labels, val_fraction, seed if split_seed is None else split_seed, digests)
+        return stratified_split(
+            labels, val_fraction, seed if split_seed is None else split_seed, digests, manifest.classes
+        )
 
     train_idx, val_idx = split(0 if split_seed is None else split_seed)
     print(

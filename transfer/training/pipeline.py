@@ -25,6 +25,7 @@ from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
 from transfer.model.model_dir import load_model_dir, save_model_dir
+from transfer.training.crossval import crossvalidate_choice, selection_score
 from transfer.training.fit import TrainConfig, fit_classifier, predict_probs
 from transfer.training.regimes import Regime, apply_regime
 from transfer.training.report_data import FitEvidence, make_headline, write_fit_report
@@ -61,6 +62,7 @@ class FitRequest:
     quiet: bool = False
     probe_stages: list[str] | None = None  # frozen features of these stages scored by a linear probe (stage_probe.py)
     auto_budget_s: float | None = None  # regime=auto: seconds for the evidence (None: a default per device)
+    cv_folds: int = 5  # no test/: the headline cross-validates the chosen regime over all images (0: off)
 
 
 def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
@@ -218,8 +220,14 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
     paired = paired_comparison(result, labels, task.eval_name)
     if paired:
         extra["paired"] = paired
+    cv = crossvalidate_choice(req, task, best, make_backbone)  # None with test/ (test is the headline)
+    if cv is not None:
+        extra["crossval"] = cv.to_dict()
+        extra["selection"] = selection_score(best.metrics, task.eval_name)
     best_summary = {"regime": best.regime, "seed": best.seed, **best.metrics}
-    extra["headline"] = make_headline(best_summary, extra.get("test"), task.eval_name, len(result.runs))
+    extra["headline"] = make_headline(
+        best_summary, extra.get("test"), task.eval_name, len(result.runs), extra.get("crossval")
+    )
     extra["classes"] = classes
     extra["wall_seconds"] = time.perf_counter() - started
     report = write_study_report(result, req.out_dir, classes, extra)
@@ -232,6 +240,8 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
         task.test_idx,
         test_probs,
         frozen_centre_features(req, make_backbone, task.images, [best.train_idx, best.eval_idx], best.seed),
+        cv.index if cv is not None else None,
+        cv.probs if cv is not None else None,
     )
     write_fit_report(report, req.out_dir, evidence)
     return report

@@ -1,7 +1,8 @@
 """A fit run's honest report: the headline (metrics.json), predictions.csv, and report.html's data dict.
 
-The headline is the test/ score when a test/ folder exists (scored once, by the chosen model); otherwise it is the
-held-out split the regime and seed were chosen on, and its name says so ("val accuracy, used to select: optimistic").
+The headline is the test/ score when a test/ folder exists (scored once, by the chosen model); otherwise the chosen
+regime and seed cross-validated over every labelled image (crossval.py), or, with report.cv_folds=0, the held-out
+split the regime and seed were chosen on, and its name says so ("val accuracy, used to select: optimistic").
 """
 
 from __future__ import annotations
@@ -37,14 +38,25 @@ class FitEvidence:
     test_idx: list[int] | None = None
     test_probs: torch.Tensor | None = None
     centre_features: list[torch.Tensor] | None = None  # [train, held-out] centre-view features (frozen cache)
+    cv_idx: list[int] | None = None  # cross-validated images (no test/): the headline's images
+    cv_probs: torch.Tensor | None = None  # ... and their out-of-fold softmax
 
 
-def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int) -> dict:
+def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int, crossval: dict | None = None) -> dict:
     """{name, value, ci95, n, source, baselines}: the one number to quote, labelled with where it comes from."""
     chosen = f"{best['regime']}, seed {best['seed']}"
     if test is not None:
         m, name = test, "test accuracy"
         source = f"test/ folder, scored once by the chosen model ({chosen})"
+    elif crossval is not None:
+        k = crossval["folds"]
+        m, name = crossval, f"{k}-fold cross-validated accuracy"
+        source = (
+            f"stratified {k}-fold cross-validation of the chosen regime ({crossval['regime']}, seed "
+            f"{crossval['seed']}) over all {crossval['n']} images; no test/ folder"
+        )
+        if n_runs > 1:
+            source += f" (the regime and seed were chosen on the {eval_name} split, which the folds include)"
     elif n_runs > 1:
         m, name = best, f"{eval_name} accuracy, used to select: optimistic"
         source = f"the held-out {eval_name} split the regime and seed were chosen on ({chosen}); no test/ folder"
@@ -63,9 +75,15 @@ def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int) ->
 
 
 def prediction_table(ev: FitEvidence) -> list[dict]:
-    """predictions.csv rows: the held-out split, then test/ when scored (a `split` column tells them apart)."""
+    """predictions.csv rows: the held-out split, then test/ when scored, then the out-of-fold predictions when
+    cross-validated (split `cv`; a `split` column tells them apart)."""
     rows = []
-    for idx, probs, split in ((ev.eval_idx, ev.eval_probs, ev.eval_name), (ev.test_idx, ev.test_probs, "test")):
+    parts = (
+        (ev.eval_idx, ev.eval_probs, ev.eval_name),
+        (ev.test_idx, ev.test_probs, "test"),
+        (ev.cv_idx, ev.cv_probs, "cv"),
+    )
+    for idx, probs, split in parts:
         if idx and probs is not None:
             part = ev.images.subset(idx)
             rows += prediction_rows(part.names, part.labels, probs, part.classes, split)
@@ -73,9 +91,12 @@ def prediction_table(ev: FitEvidence) -> list[dict]:
 
 
 def _scored(ev: FitEvidence) -> tuple[list[int], torch.Tensor] | None:
-    """The images and probabilities behind the headline: test/ when scored, else the held-out split."""
+    """The images and probabilities behind the headline: test/ when scored, else the cross-validated images, else the
+    held-out split."""
     if ev.test_idx and ev.test_probs is not None:
         return ev.test_idx, ev.test_probs
+    if ev.cv_idx and ev.cv_probs is not None:
+        return ev.cv_idx, ev.cv_probs
     return (ev.eval_idx, ev.eval_probs) if ev.eval_probs is not None else None
 
 
@@ -147,6 +168,7 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
     out_dir = Path(out_dir)
     headline = report["headline"]
     on_test = "test" in report
+    on_cv = not on_test and "crossval" in report
     data: dict = {
         "title": f"Training report: {report.get('backbone', 'model')}",
         "subtitle": " · ".join(
@@ -154,7 +176,7 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
         ),
         "warnings": headline_warnings(headline),
         "headline": headline,
-        "metrics": report["test"] if on_test else report["best"],
+        "metrics": report["test"] if on_test else report["crossval"] if on_cv else report["best"],
         "images": {
             caption: str(out_dir / name)
             for name, caption in (("curves.png", "training curves"), ("regimes.png", "regimes"))
@@ -162,7 +184,7 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
         },
         "evidence": _evidence(report),
     }
-    if not on_test and len(report.get("runs", [])) > 1:
+    if not on_test and not on_cv and len(report.get("runs", [])) > 1:
         data["warnings"].append(
             f"no test/ folder: the headline is the {ev.eval_name} accuracy the regime and seed were chosen on, "
             "which is optimistic; add a test/ folder for an unbiased number"

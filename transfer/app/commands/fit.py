@@ -103,6 +103,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         quiet=quiet,
         probe_stages=plain(cfg.study.probe_stages),
         auto_budget_s=cfg.auto.budget_s,
+        cv_folds=int(cfg.report.cv_folds),
     )
 
 

@@ -1,0 +1,50 @@
+"""`command=learning-curve`: would more images help? The configured regime (frozen is cheapest: features are cached
+once) on 10/25/50/100% of the training images, each scored on the same held-out images; a table, the doubling
+sentence, and learning_curve.png / learning_curve.json / report.html in the run dir."""
+
+from __future__ import annotations
+
+import time
+
+from omegaconf import DictConfig
+
+from transfer.app.commands.fit import build_request, check_weights_early
+from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
+
+
+def run(cfg: DictConfig) -> None:
+    started = time.perf_counter()
+    out = output_dir()
+    check_data_early(plain(cfg.data))
+    request = build_request(cfg, out)
+    check_weights_early(plain(cfg.backbone), request.regimes[0].to_dict())
+    quiet_lightning()
+    from transfer.training.learning_curve_study import run_learning_curve
+
+    fractions = [float(f) for f in cfg.learning_curve.fractions]
+    result = run_learning_curve(
+        request,
+        fractions,
+        on_point=lambda p: print(f"  {p['fraction']:>4.0%} of train: {p['n']} images, accuracy {p['accuracy']:.3f}"),
+    )
+    print_curve(result)
+    print(f"report:  {out / 'report.html'}  (learning_curve.png, learning_curve.json beside it)")
+    print(f"wall time: {time.perf_counter() - started:.1f}s")
+
+
+def print_curve(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from transfer.training.learning_curve_study import curve_table_rows
+
+    table = Table(
+        title=f"learning curve: {result['regime']} (seed {result['seed']}), "
+        f"scored on the same {result['eval_n']} {result['eval_split']} images"
+    )
+    for col in ("train fraction", "images", "accuracy (95% CI)", "balanced acc.", "s"):
+        table.add_column(col, justify="right")
+    for row in curve_table_rows(result):
+        table.add_row(*row)
+    Console().print(table)
+    print(result["sentence"])
