@@ -24,7 +24,8 @@ def run_cli(tmp_path):
     """Run `python -m transfer ARGS` in tmp_path with no network; returns the CompletedProcess."""
 
     def _run(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)  # this checkout's code
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path, **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "transfer", *args],
             cwd=tmp_path,

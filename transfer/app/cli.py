@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import signal
 import sys
 import traceback
 
@@ -31,14 +33,52 @@ def report_user_error(e: UserError) -> None:
     print(f"error: {e}", file=sys.stderr)
 
 
+_INTERRUPTED: list[bool] = []  # set by the SIGINT handler: Lightning turns a Ctrl-C into sys.exit(1)
+
+
+def _on_sigint(signum, frame) -> None:
+    _INTERRUPTED.append(True)
+    raise KeyboardInterrupt
+
+
+def report_interrupt() -> None:
+    """One line on stderr: what the run dir holds that is complete, and the command that continues it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this line short
+    try:
+        from transfer.app.dispatch import output_dir
+        from transfer.training.resume import completed_runs
+
+        out = output_dir()
+        runs = completed_runs(out)
+    except Exception:  # noqa: BLE001  -- the message must come out whatever state the run is in
+        out, runs = None, []
+    kept = f"{len(runs)} finished run(s) ({', '.join(runs)})" if runs else "no finished run"
+    where = shlex.quote(str(out)) if out is not None else "<run dir>"
+    print(
+        f"interrupted: kept {kept} in {where}; rerun with resume=true hydra.run.dir={where} to continue",
+        file=sys.stderr,
+    )
+
+
 def _task(cfg: DictConfig) -> None:
     from transfer.app.dispatch import dispatch
 
+    previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         dispatch(cfg)
     except UserError as e:
         report_user_error(e)
         sys.exit(2)
+    except KeyboardInterrupt:
+        report_interrupt()
+        sys.exit(130)
+    except SystemExit:
+        if _INTERRUPTED:  # Lightning caught the Ctrl-C, tore down, and exited 1
+            report_interrupt()
+            sys.exit(130)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def expand_home(argv: list[str]) -> list[str]:

@@ -115,6 +115,10 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
 
 def precheck(argv: list[str]) -> None:
     """Compose every configuration the command line asks for; the first mistake is a UserError."""
+    from transfer.app.early import check_resume, check_run_dir
+
+    check_run_dir(argv)
+    check_resume(argv)
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     if any(a.startswith("hydra.") or a.startswith("hydra/") for a in overrides):

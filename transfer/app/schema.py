@@ -161,6 +161,7 @@ class PreviewConf:
 class Config:
     command: str = "fit"
     seed: int = 0
+    resume: bool = False  # fit: continue a killed run in the same run dir (hydra.run.dir=<dir>)
     backbone: BackboneConf = field(default_factory=BackboneConf)
     data: DataConf = field(default_factory=DataConf)
     regime: RegimeConf = field(default_factory=RegimeConf)

@@ -55,14 +55,14 @@ def load_folder_task(
     Splits: root/train + root/val (or test) folders as given, else a seeded stratified split per study seed
     (or `split_seed` for all seeds) that keeps byte-identical files on one side.
     """
-    from transfer.data.pixels import scan_and_decode
+    from transfer.data.shared_scan import scan_once
 
-    manifest, pixels = scan_and_decode(root, pre, strict=strict, ram_budget_mb=ram_budget_mb)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scan_report.json").write_text(manifest.to_json() + "\n", encoding="utf-8")
-    print(manifest.report())
-    print(f"  scan report: {out_dir / 'scan_report.json'}")
+    manifest, pixels, scanned = scan_once(root, pre, strict, out_dir, ram_budget_mb)  # DDP: rank 0 alone scans
+    if scanned:
+        print(manifest.report())
+        print(f"  scan report: {out_dir / 'scan_report.json'}")
     labels = torch.tensor([s.label for s in manifest.samples], dtype=torch.long)
     images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
     splits = [s.split for s in manifest.samples]

@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from transfer.atomic import save_figure_atomic
+
 
 def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -114,6 +116,6 @@ def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> Pat
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title or "reliability")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path

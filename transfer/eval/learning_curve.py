@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from transfer.atomic import save_figure_atomic
 from transfer.errors import UserError
 
 FLAT = 0.005  # a predicted gain under half a point reads as "the curve has flattened"
@@ -170,6 +171,6 @@ def plot_learning_curve(points: Sequence[tuple[float, float]], fit: dict, path: 
     ax.set(xlabel="training images", ylabel="accuracy (%)", title=title or "learning curve")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path

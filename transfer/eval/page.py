@@ -28,10 +28,9 @@ The `data` contract:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from transfer.atomic import write_text_atomic
 from transfer.eval.page_parts import (
     bars_html,
     confusion_html,
@@ -345,20 +344,6 @@ def render_report(data: dict) -> str:
 
 
 def write_report(data: dict, path: str | Path) -> Path:
-    """Render the page and write it atomically (temp file in the same folder, fsync, rename): a reader never
-    sees half a page, and a crash leaves the previous report in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(data)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Render the page and write it atomically (transfer.atomic): a reader never sees half a page, and a crash
+    leaves the previous report in place."""
+    return write_text_atomic(path, render_report(data))

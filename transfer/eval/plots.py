@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transfer.atomic import save_figure_atomic
+
 
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display on servers), imported on first plot."""
@@ -31,7 +33,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -58,7 +60,7 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
     a1.set_xlabel("epoch"), a1.set_title("loss"), a1.legend()
     a2.set_xlabel("epoch"), a2.set_title("accuracy"), a2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -78,6 +80,6 @@ def plot_regimes(table: dict[str, dict], path: Path, metric_name: str = "accurac
     ax.set_ylabel(metric_name)
     ax.set_title(f"{metric_name} per regime (mean ± std over {len(table[names[0]]['seeds'])} seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -4,11 +4,13 @@ baseline beside them, and one predictions row per image. Shared by `fit` (held-o
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from transfer.atomic import write_text_atomic
 from transfer.eval.metrics import classification_metrics
 from transfer.eval.stats import majority_baseline, metric_intervals
 
@@ -59,8 +61,8 @@ def write_rows_csv(rows: list[dict], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return write_text_atomic(path, buf.getvalue())  # a kill mid-write leaves the previous file, never half a table

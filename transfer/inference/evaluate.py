@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from transfer.atomic import write_text_atomic
 from transfer.data.scan import scan_image_folder
 from transfer.errors import UserError
 from transfer.eval.page import write_report
@@ -56,7 +57,7 @@ def evaluate_folder(
         "baselines": {"majority class": metrics["majority_baseline"]} if "majority_baseline" in metrics else {},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     names = [s.path for s in samples]
     write_csv(prediction_rows(names, labels, probs, classes, split or "all"), out_dir / "predictions.csv")
     plot_confusion(metrics["confusion"], classes, out_dir / "confusion.png", f"accuracy {metrics['accuracy']:.3f}")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from transfer import __version__
+from transfer.atomic import write_bytes_atomic
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
 from transfer.inference.trace_check import trace_checked
@@ -103,24 +102,7 @@ def export_metadata(classes: list[str], pre: Preprocessing, backbone: str, **ext
 
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write to a temp name in the same folder, fsync, then os.replace: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # the rename itself survives a crash once the folder is synced
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def onnx_bytes(traced: torch.jit.ScriptModule, example: torch.Tensor, metadata: dict[str, str]) -> bytes:

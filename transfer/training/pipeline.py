@@ -63,6 +63,7 @@ class FitRequest:
     probe_stages: list[str] | None = None  # frozen features of these stages scored by a linear probe (stage_probe.py)
     auto_budget_s: float | None = None  # regime=auto: seconds for the evidence (None: a default per device)
     cv_folds: int = 5  # no test/: the headline cross-validates the chosen regime over all images (0: off)
+    resume: bool = False  # keep the finished (regime, seed) runs of a killed fit in out_dir (training/resume.py)
 
 
 def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
@@ -188,6 +189,7 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
         on_run=lambda r: print(
             f"  {r.regime:<8} seed {r.seed}: {task.eval_name} accuracy {r.metrics['accuracy']:.3f}  ({r.seconds:.1f}s)"
         ),
+        resume=req.resume,
     )
     if req.probe_stages and is_rank_zero():
         with quiet_per_run_logs(True):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from transfer.atomic import write_text_atomic
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
@@ -24,6 +25,7 @@ from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier
 from transfer.training.regimes import Regime
+from transfer.training.resume import read_run_record, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,12 @@ def run_study(
     backbone_kwargs: dict | None = None,
     quiet: bool = False,
     on_run: Callable[[RunResult], None] | None = None,
+    resume: bool = False,
 ) -> StudyResult:
-    """Every regime x seed; models saved under out_dir/models/ (or out_dir/model for a single run)."""
+    """Every regime x seed; models saved under out_dir/models/ (or out_dir/model for a single run).
+
+    With `resume`, a run whose model dir and record (training/resume.py) are complete is read back, not retrained.
+    """
     single = len(regimes) * len(seeds) == 1
     result = StudyResult()
     head_args = {k: v for k, v in head_spec.items() if k != "name"}
@@ -94,16 +100,28 @@ def run_study(
         for regime in regimes:
             for seed in seeds:
                 train_idx, eval_idx = split(seed)
+                run_name = "model" if single else f"models/{regime.name}-seed{seed}"
+                mdir = out_dir / run_name
+                key = run_key(regime, seed, backbone_name, head_spec, images.classes, train_idx, eval_idx)
+                record = read_run_record(mdir, key) if resume else None
+                first = not result.runs and regime is regimes[0] and seed == seeds[0]
+                if record is not None:
+                    if first:  # the first run takes the backbone built to read the preprocessing: release it
+                        make_backbone(regime)
+                    run = run_from_record(record, regime.name, seed, mdir, train_idx, eval_idx)
+                    log.info("resume: kept the finished run %s", run_name)
+                    result.runs.append(run)
+                    if on_run and is_rank_zero():
+                        on_run(run)
+                    continue
                 train, evaluation = images.subset(train_idx), images.subset(eval_idx)
                 torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
                 backbone = make_backbone(regime)
                 head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
-                run_name = "model" if single else f"models/{regime.name}-seed{seed}"
                 log_dir = out_dir if single else None
                 cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
                 fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
                 metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
-                mdir = out_dir / run_name
                 if is_rank_zero():
                     save_model_dir(
                         mdir,
@@ -113,6 +131,18 @@ def run_study(
                         head_spec,
                         backbone_kwargs,
                         extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
+                    )
+                    probs = fitted.val_probs
+                    write_run_record(  # after the model dir: a record means the run finished
+                        mdir,
+                        key,
+                        {
+                            "metrics": metrics,
+                            "seconds": fitted.seconds,
+                            "trainable_params": fitted.trainable_params,
+                            "probs": probs.tolist() if probs is not None else None,
+                            "probs_dtype": str(probs.dtype).removeprefix("torch.") if probs is not None else None,
+                        },
                     )
                 run = RunResult(
                     regime.name,
@@ -135,6 +165,36 @@ def run_study(
         copy_model_dir(result.best.model_dir, out_dir / "model")
     result.best_model_dir = str(out_dir / "model")
     return result
+
+
+def run_key(regime: Regime, seed: int, backbone: str, head: dict, classes, train_idx, eval_idx) -> dict:
+    """What must match for a finished run to stand in for a rerun under `resume=true`."""
+    return {
+        "regime": regime.to_dict(),
+        "seed": seed,
+        "backbone": backbone,
+        "head": dict(head),
+        "classes": list(classes),
+        "train_idx": [int(i) for i in train_idx],
+        "eval_idx": [int(i) for i in eval_idx],
+    }
+
+
+def run_from_record(record: dict, regime: str, seed: int, mdir: Path, train_idx, eval_idx) -> RunResult:
+    probs = record.get("probs")
+    if probs is not None:
+        probs = torch.tensor(probs, dtype=getattr(torch, record.get("probs_dtype") or "float32"))
+    return RunResult(
+        regime,
+        seed,
+        record["metrics"],
+        float(record["seconds"]),
+        int(record["trainable_params"]),
+        str(mdir),
+        list(train_idx),
+        list(eval_idx),
+        probs,
+    )
 
 
 def paired_runs(result: StudyResult) -> tuple[list[RunResult], str]:
@@ -194,7 +254,7 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
         "runs": [r.summary() for r in result.runs],
         **extra,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     plot_confusion(
         best.metrics["confusion"],
         classes,

@@ -16,6 +16,9 @@ def run(cfg: DictConfig) -> None:
             "command=evaluate needs model=<model dir> (or a list) and data=folder data.root=<labelled folder>."
         )
     check_data_early(plain(cfg.data))
+    from transfer.app.early import check_model_early
+
+    check_model_early(plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model))
     from transfer.inference.evaluate import evaluate_folder
 
     model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.atomic import write_text_atomic
 from transfer.distributed import dist_info
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
@@ -71,7 +72,7 @@ def features_command(cfg: DictConfig, out_dir: Path) -> dict:
         result["probe_grid"] = probe_grid(cache, feats, task, views, req, train_cfg, [float(x) for x in fcfg.probe_lrs])
         cells = ", ".join(f"lr={lr:g}: {acc:.3f}" for lr, acc in result["probe_grid"].items())
         print(f"probe grid ({len(fcfg.probe_lrs)} linear heads, one pass over the features): {cells}")
-    (out_dir / "features.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "features.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

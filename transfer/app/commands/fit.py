@@ -104,6 +104,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         probe_stages=plain(cfg.study.probe_stages),
         auto_budget_s=cfg.auto.budget_s,
         cv_folds=int(cfg.report.cv_folds),
+        resume=bool(cfg.get("resume", False)),
     )
 
 
@@ -111,6 +112,9 @@ def fit_config(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Check, build and run a fit; returns the report (metrics.json's content; empty on DDP ranks other than 0)."""
     started = time.perf_counter()
     check_data_early(plain(cfg.data))
+    from transfer.app.early import check_num_nodes
+
+    check_num_nodes(plain(cfg.trainer))
     request = build_request(cfg, out_dir, quiet)
     check_weights_early(plain(cfg.backbone), request.regimes[0].to_dict())
     quiet_lightning()

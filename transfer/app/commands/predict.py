@@ -15,6 +15,9 @@ def run(cfg: DictConfig) -> None:
         raise UserError(
             "command=predict needs model=<run dir>/model (or a list, an ensemble) and images=<file or folder>."
         )
+    from transfer.app.early import check_model_early
+
+    check_model_early(plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model))
     from transfer.inference.predict import predict_files, write_csv
 
     model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)

@@ -1,0 +1,82 @@
+"""`resume=true`: what a killed fit already finished, read back from its run dir, so only the rest is rerun.
+
+Each finished (regime, seed) run leaves its model dir (written whole, model_dir.save_model_dir) and then, beside it,
+`<model dir>.run.json` (written whole, transfer.atomic): its metrics, split and held-out probabilities. The record
+is written last, so its presence with a complete model dir means the run finished; a record whose key (regime,
+seed, backbone, head, classes, split) differs from the resumed config is ignored and the run is redone.
+Kept free of torch imports: the CLI's Ctrl-C message lists the finished runs without loading torch.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from transfer.atomic import write_text_atomic
+
+RECORD_SUFFIX = ".run.json"
+FORMAT = "transfer.run_record/1"
+
+
+def record_path(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + RECORD_SUFFIX)
+
+
+def model_dir_complete(model_dir: str | Path) -> bool:
+    """Card and weights both there (the atomic install writes them together or not at all)."""
+    model_dir = Path(model_dir)
+    return (model_dir / "card.json").is_file() and (model_dir / "model.safetensors").is_file()
+
+
+def write_run_record(model_dir: str | Path, key: dict, result: dict) -> Path:
+    """`result`: metrics, seconds, trainable_params, train_idx, eval_idx, probs (a list of rows or None)."""
+    data = {"format": FORMAT, "key": key, **result}
+    return write_text_atomic(record_path(model_dir), json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def read_run_record(model_dir: str | Path, key: dict) -> dict | None:
+    """The finished run's record when its model dir is complete and its key is `key`; None: run it (again)."""
+    path = record_path(model_dir)
+    if not model_dir_complete(model_dir) or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if data.get("format") != FORMAT or data.get("key") != json.loads(json.dumps(key)):
+        return None
+    return data
+
+
+def completed_runs(out_dir: str | Path) -> list[str]:
+    """Run names (`models/frozen-seed0`, `model`) whose model dir and record are both complete."""
+    out_dir = Path(out_dir)
+    found = []
+    for rec in sorted([*out_dir.glob(f"models/*{RECORD_SUFFIX}"), *out_dir.glob(f"model{RECORD_SUFFIX}")]):
+        mdir = rec.with_name(rec.name[: -len(RECORD_SUFFIX)])
+        if model_dir_complete(mdir):
+            found.append(str(mdir.relative_to(out_dir)))
+    return found
+
+
+def _loadable(ckpt: Path) -> bool:
+    """torch.save writes a zip: a checkpoint cut off mid-write has no central directory and fails to open."""
+    try:
+        with zipfile.ZipFile(ckpt) as z:
+            return bool(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_checkpoint(out_dir: str | Path | None) -> str | None:
+    """The newest complete Lightning checkpoint of a single run in `out_dir` (logs/checkpoints/*.ckpt), for
+    `trainer.fit(..., ckpt_path=...)`; None when there is none (train from the start). A truncated file is skipped."""
+    if out_dir is None:
+        return None
+    ckpts = [p for p in Path(out_dir).glob("**/checkpoints/*.ckpt") if p.is_file()]
+    for ckpt in sorted(ckpts, key=lambda p: p.stat().st_mtime, reverse=True):
+        if _loadable(ckpt):
+            return str(ckpt)
+    return None
