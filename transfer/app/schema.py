@@ -29,7 +29,7 @@ class DataConf:
     ram_budget_mb: float | None = 4096.0
     strict: bool = False
     batch_size: int = 32
-    num_workers: int = 0
+    num_workers: Any = 0  # an integer >= 0, or auto (one per core but one on a GPU, 0 on the CPU)
     classes: list[int] | None = None  # digits
     shots: int | None = None  # digits
 
@@ -91,6 +91,8 @@ class TrainerConf:
     deterministic: bool | None = None
     limit_train_batches: float | None = None
     log_every_n_steps: int | None = None
+    benchmark: bool | None = None  # cudnn.benchmark (None: on for CUDA unless deterministic, see device_setup.py)
+    compile: bool | None = None  # torch.compile the model for partial/full fine-tunes (not a pl.Trainer argument)
 
 
 @dataclass
@@ -205,6 +207,7 @@ CHOICES = {
     "tta": ("center", "flip", "10crop"),
     "format": ("onnx", "torchscript"),
     "trainer.precision": (
+        "auto",
         "32-true",
         "32",
         "16-mixed",
@@ -233,7 +236,6 @@ NON_NEGATIVE = (
     "head.weight_decay",
     "regime.body_lr_factor",
     "regime.stage_lr_decay",
-    "data.num_workers",
     "scheduler.warmup_epochs",
     "optimizer.momentum",
     "augment.rotation",
@@ -328,6 +330,9 @@ def validate(cfg: dict) -> None:
     views = _get(cfg, "features.views")
     if views is not None and str(views) not in ("auto", "1", "flip", "10crop") and not _is_int_at_least(views, 2):
         raise UserError(f"features.views={views!r}: choose auto, 1, flip, 10crop or an integer K >= 2.")
+    workers = _get(cfg, "data.num_workers")
+    if workers is not None and str(workers) != "auto" and not _is_int_at_least(workers, 0):
+        raise UserError(f"data.num_workers={workers!r}: give a whole number >= 0, or auto.")
     betas = _get(cfg, "optimizer.betas")
     if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
         raise UserError(f"optimizer.betas={list(betas)}: two numbers in [0, 1).")

@@ -1,18 +1,22 @@
 """The DataModule: in-RAM uint8 images -> augmented, normalised batches.
 
 The pixels were decoded once (pixels.py); persistent workers augment tensors, so no epoch after the first
-touches a JPEG. An error in a worker names the image it came from.
+touches a JPEG. An error in a worker names the image it came from. Under DDP the validation loader Lightning runs is
+sharded without padding (samplers.py), so the synced val metrics count every image once; `whole_val_dataloader` is
+the unsharded set for scoring after training. `train_batches` replaces the training loader with any sized iterable of
+ready (x, y) batches (device_batches.py: the pixel store on the GPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transfer.data.labelled import LabelledImages
+from transfer.data.samplers import UnpaddedDistributedSampler
 
 
 class TransformDataset(Dataset):
@@ -42,32 +46,63 @@ class ImageDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        pin_memory: bool | None = None,
+        train_batches: Iterable | None = None,
     ) -> None:
         super().__init__()
         self.train_images, self.val_images = train, val
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory  # True only to feed a GPU
+        self.train_batches = train_batches
 
     @property
     def num_classes(self) -> int:
         return len(self.train_images.classes)
 
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # workers (and their view of the pixel store) live across epochs
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             drop_last=False,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | Iterable:
+        if self.train_batches is not None:
+            return self.train_batches
         return self._loader(TransformDataset(self.train_images, self.train_transform), shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
+        """Lightning's in-loop validation: under DDP each rank a disjoint shard, no image twice."""
+        if self.val_images is None or len(self.val_images) == 0:
+            return []
+        ds = TransformDataset(self.val_images, self.eval_transform)
+        return self._loader(ds, shuffle=False, sampler=_val_sampler(ds) if self._trainer_running() else None)
+
+    def _trainer_running(self) -> bool:
+        """Lightning is asking for its in-loop loader (a fit in progress), not a caller scoring after training."""
+        from pytorch_lightning.trainer.states import TrainerStatus
+
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.state.status == TrainerStatus.RUNNING
+
+    def whole_val_dataloader(self) -> DataLoader | list:
+        """Every validation image on this rank, in order (scoring after training; never sharded)."""
         if self.val_images is None or len(self.val_images) == 0:
             return []
         return self._loader(TransformDataset(self.val_images, self.eval_transform), shuffle=False)
+
+
+def _val_sampler(ds: Dataset) -> Sampler | None:
+    """Unpadded shards inside a process group of several ranks; None (sequential) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return UnpaddedDistributedSampler(ds)
+    return None
