@@ -43,7 +43,6 @@ def quiet_lightning() -> None:
         "lightning",
     ):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")

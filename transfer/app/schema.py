@@ -84,7 +84,7 @@ class TrainerConf:
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     num_nodes: int = 1
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from transfer.backbones.base import Backbone
 from transfer.data.augment import AugmentConfig, build_eval_transform, build_train_transform, fit_pca_colour
 from transfer.data.datamodule import ImageDataModule
+from transfer.data.device_batches import device_train_batches
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.eval.scoring import write_rows_csv
@@ -32,6 +33,7 @@ from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
 from transfer.training.class_weights import class_weights
+from transfer.training.device_setup import device_plan, prepare_module, quiet_worker_warning, restore_memory_format
 from transfer.training.head_engine import HeadTraining, fit_heads
 from transfer.training.lp_init import LP_EPOCHS, lbfgs_probe, probe_head
 from transfer.training.mixing import MixSpec
@@ -39,6 +41,7 @@ from transfer.training.module import TransferModule
 from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime, apply_regime
+from transfer.training.resume import resume_checkpoint
 from transfer.training.selection import MIN_SELECT_PER_CLASS, EpochSelection, inner_split
 
 log = logging.getLogger(__name__)
@@ -51,13 +54,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 32
     label_smoothing: float = 0.0
-    num_workers: int = 0
+    num_workers: int | str = 0  # or "auto" (device_setup.resolve_workers)
     seed: int = 0
     validate_each_epoch: bool = True  # False: no per-epoch curves on `val` (studies evaluate once at the end)
     trainer: dict = field(default_factory=dict)  # extra pytorch_lightning.Trainer arguments (accelerator, devices, ...)
     features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     solver: str = "lbfgs"  # heads on cached features: lbfgs (linear heads) | sgd
+    resume: bool = False  # a single run continues from the newest complete Lightning checkpoint in its run dir
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     selection: EpochSelection = field(default_factory=EpochSelection)  # which epoch is kept (module docstring)
     select_on: str = "inner"  # inner: a split of train chooses the epoch | val: `val` does (it is not reported)
@@ -110,7 +114,29 @@ def make_trainer(
         "callbacks": callbacks,
         **extra,
     }
+    kwargs["strategy"] = ddp_with_timeout(kwargs.get("strategy"))
     return pl.Trainer(**kwargs)
+
+
+DDP_KINDS = {
+    "ddp": {},
+    "ddp_spawn": {"start_method": "spawn"},
+    "ddp_find_unused_parameters_true": {"find_unused_parameters": True},
+}
+
+
+def ddp_with_timeout(strategy):
+    """A DDP strategy named by string, with a rendezvous/collective timeout (TRANSFER_DDP_TIMEOUT_S, default 600 s):
+    a rank that never arrives ends the run with an error instead of a hang."""
+    if not isinstance(strategy, str) or strategy not in DDP_KINDS:
+        return strategy if strategy is not None else "auto"
+    import os
+    from datetime import timedelta
+
+    from pytorch_lightning.strategies import DDPStrategy
+
+    timeout = timedelta(seconds=float(os.environ.get("TRANSFER_DDP_TIMEOUT_S", 600)))
+    return DDPStrategy(timeout=timeout, **DDP_KINDS[strategy])
 
 
 def head_device(cfg: TrainConfig) -> torch.device:
@@ -278,21 +304,50 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
         class_weights=class_weights(train.labels, num_classes, cfg.class_weights),
         mix=cfg.mix,
     )
+    plan = device_plan(cfg.trainer, cfg.num_workers, backbone.name)  # precision, workers, channels_last, compile
+    quiet_worker_warning(plan)
+    log.info("device: %s", plan.describe())
+    run_cfg = replace(cfg, trainer=plan.trainer)
     pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
     train_tf, eval_tf = build_train_transform(pre, augment, pca), build_eval_transform(pre)
     loop_val = select if select is not None else (val if cfg.validate_each_epoch else None)
-    dm = ImageDataModule(train, loop_val, train_tf, eval_tf, cfg.batch_size, cfg.num_workers, cfg.seed)
     best_epoch = None
     with tempfile.TemporaryDirectory(prefix="transfer-best-") as tmp:
         callbacks = _selection_callbacks(cfg.selection, Path(out_dir or tmp) / "checkpoints") if select else []
-        trainer = make_trainer(cfg, out_dir, quiet, callbacks)
+        trainer = make_trainer(run_cfg, out_dir, quiet, callbacks)
+        batches = None
+        if plan.device == "cuda":  # small data: the uint8 pixels live on the GPU and are augmented there
+            batches, _ = device_train_batches(
+                train,
+                pre,
+                augment,
+                cfg.batch_size,
+                _device_of(trainer),
+                cfg.seed,
+                trainer.world_size,
+                plan.channels_last,
+            )
+        dm = ImageDataModule(
+            train,
+            loop_val,
+            train_tf,
+            eval_tf,
+            cfg.batch_size,
+            plan.num_workers,
+            cfg.seed,
+            pin_memory=plan.pin_memory,
+            train_batches=batches,
+        )
+        prepare_module(module, plan.channels_last, plan.compile)
+        ckpt = resume_checkpoint(out_dir) if cfg.resume and out_dir is not None else None
         if loop_val is not None and len(loop_val):
-            trainer.fit(module, datamodule=dm)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         else:
-            trainer.fit(module, train_dataloaders=dm.train_dataloader())
+            trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt)
+        restore_memory_format(module)
         if callbacks:
             best_epoch = _restore_best(module, callbacks[0])
-    val_dl = ImageDataModule(train, val, train_tf, eval_tf, cfg.batch_size, cfg.num_workers).val_dataloader()
+    val_dl = ImageDataModule(train, val, train_tf, eval_tf, cfg.batch_size, 0).whole_val_dataloader()
     probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
     return probs, best_epoch
 

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from transfer.training.class_weights import soft_cross_entropy
@@ -50,6 +51,7 @@ class TransferModule(pl.LightningModule):
         self.scheduler_spec = scheduler or SchedulerSpec()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()  # image-weighted and synced over DDP ranks, as the accuracy is
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
         weights = None if class_weights is None else class_weights.float()
         self.register_buffer("class_weights", weights, persistent=False)  # C, or None: unweighted
@@ -93,7 +95,8 @@ class TransferModule(pl.LightningModule):
         loss, preds, y = self.model_step(batch)
         self.val_acc(preds, y)
         self.val_f1(preds, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.val_loss.update(loss, weight=len(y))
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("val/f1_macro", self.val_f1, on_step=False, on_epoch=True, batch_size=len(y))
 

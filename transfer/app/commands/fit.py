@@ -76,7 +76,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         weight_decay=float(head["weight_decay"]),
         label_smoothing=float(head["label_smoothing"]),
         batch_size=int(data["batch_size"]),
-        num_workers=int(data["num_workers"]),
+        num_workers=data["num_workers"],
         seed=int(cfg.seed),
         trainer={k: v for k, v in trainer.items() if v is not None},
         features=FeatureConfig(**plain(cfg.features)),
@@ -86,6 +86,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         select_on=select_on,
         class_weights=str(head["class_weights"]),
         solver=str(head["solver"]),
+        resume=bool(cfg.get("resume", False)),
         mix=MixSpec(float(cfg.augment.mixup), float(cfg.augment.cutmix)),
     )
     bb = plain(cfg.backbone)
