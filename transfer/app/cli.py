@@ -31,11 +31,12 @@ def report_user_error(e: UserError) -> None:
     print(f"error: {e}", file=sys.stderr)
 
 
-def _task(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> float | None:
+    """One Hydra job; returns the command's value (fit: the selection accuracy), the objective of a search sweep."""
     from transfer.app.dispatch import dispatch
 
     try:
-        dispatch(cfg)
+        return dispatch(cfg)
     except UserError as e:
         report_user_error(e)
         sys.exit(2)
