@@ -60,12 +60,13 @@ def report_interrupt() -> None:
     )
 
 
-def _task(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> float | None:
+    """One Hydra job; returns the command's value (fit: the selection accuracy), the objective of a search sweep."""
     from transfer.app.dispatch import dispatch
 
     previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
-        dispatch(cfg)
+        return dispatch(cfg)
     except UserError as e:
         report_user_error(e)
         sys.exit(2)

@@ -45,6 +45,11 @@ def explain(e: BaseException) -> UserError:
         m = re.search(r"Could not find '([\w/]+)'", text) or re.search(r"In '[^']*': Could not find '([\w/]+)'", text)
         if m and "/" in m.group(1):
             group, name = m.group(1).rsplit("/", 1)
+            if group == "hydra/sweeper" and name == "optuna":
+                return UserError(
+                    "hydra/sweeper=optuna (recipe=search_finetune): the Optuna sweeper is not installed; "
+                    'python -m pip install -e ".[optuna]" (hydra-optuna-sweeper).'
+                )
             return UserError(f"{group}={name}: no such option; choose one of {', '.join(_group_options(group))}.")
     chain: list[BaseException] = [e]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:

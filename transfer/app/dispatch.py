@@ -25,11 +25,12 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def dispatch(cfg: DictConfig) -> None:
+def dispatch(cfg: DictConfig) -> float | None:
+    """Run the command; its return value (fit: the selection accuracy) is the job's, which Optuna sweeps maximise."""
     command = cfg.get("command")
     if command not in MODULES:
         raise UserError(f"command={command!r}: choose one of {', '.join(COMMANDS)}.")
-    importlib.import_module(MODULES[command]).run(cfg)
+    return importlib.import_module(MODULES[command]).run(cfg)
 
 
 def quiet_lightning() -> None:

@@ -124,11 +124,15 @@ def fit_config(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict:
     return run_fit(request, started)
 
 
-def run(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> float | None:
+    """Fit and print; returns the selection accuracy (`best`: the held-out split the fit chose on, never test/) so
+    that a search sweep (recipe=search_finetune) optimises what selection may see. None on DDP ranks other than 0."""
     out = output_dir()
     report = fit_config(cfg, out)
     if report:
         print_summary(report, out)
+        return float(report["best"]["accuracy"])
+    return None
 
 
 def print_summary(report: dict, out_dir: Path) -> None:
