@@ -11,15 +11,17 @@ from transfer.training.auto import _decide
 from transfer.training.pipeline import run_fit
 
 
-def test_a_difference_mcnemar_cannot_detect_goes_to_the_cheaper_regime():
+def test_the_most_accurate_wins_ties_go_cheaper_and_the_paired_test_is_said():
     frozen = torch.tensor([True] * 8 + [False] * 2)
     full = torch.tensor([True] * 9 + [False] * 1)
     chosen, reason = _decide({"frozen": frozen, "full": full}, 10)
-    assert chosen == "frozen" and "no detectable difference" in reason and "cheaper" in reason
+    assert chosen == "full" and "no detectable difference" in reason and "not significant" in reason
+    chosen, _ = _decide({"frozen": frozen, "partial": frozen.clone(), "full": frozen.clone()}, 10)
+    assert chosen == "frozen"
     full_big = torch.tensor([True] * 100)
     frozen_big = torch.tensor([True] * 60 + [False] * 40)
     chosen, reason = _decide({"frozen": frozen_big, "full": full_big}, 100)
-    assert chosen == "full" and reason.startswith("full beats frozen, p")
+    assert chosen == "full" and "full beats frozen, p" in reason and "not significant" not in reason
 
 
 def test_a_budget_too_small_for_a_fine_tune_gives_frozen_and_says_so(tmp_path):

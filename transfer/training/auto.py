@@ -3,8 +3,8 @@
 Cheap evidence first: the converged linear probe (L-BFGS, cross-validated) on cached features of the penultimate layer
 and of an earlier stage. Then partial and full fine-tunes, each within its share of `auto.budget_s` (Lightning's
 `max_time`). Every candidate is scored on the same inner validation split carved from the training images (never
-the held-out val/ or test/ images the report is about), and the choice is the most accurate candidate unless an
-exact McNemar test finds no difference from the cheaper frozen regime, which then wins.
+the held-out val/ or test/ images the report is about); the choice is the most accurate candidate (exact ties go to
+the cheaper regime), with an exact McNemar test against frozen reported beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transfer.eval.stats import bootstrap_ci, compare_models, mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
 from transfer.model.heads import create_head
-from transfer.training.fit import TrainConfig, fit_classifier, head_device
+from transfer.training.fit import TrainConfig, fit_classifier
 from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime, apply_regime
 
@@ -172,19 +172,14 @@ def choose_regime(
 
 
 def _decide(correct: dict[str, torch.Tensor], n: int) -> tuple[str, str]:
-    """The most accurate candidate; ties and differences McNemar cannot detect go to the cheaper regime."""
+    """The most accurate candidate on the inner validation images (exact ties go to the cheaper regime); the paired
+    test against frozen is reported beside it, not used as a veto: on a few dozen images McNemar rarely reaches
+    p < 0.05, and falling back to frozen whenever it does not cost 21 points on digits (bench/quality.py)."""
     ranked = sorted(correct, key=lambda r: (-float(correct[r].float().mean()), ORDER.index(r)))
     best = ranked[0]
     if best == "frozen":
         return best, f"frozen is the most accurate on the {n} inner-validation images"
+    verdict = compare_models(best, correct[best], "frozen", correct["frozen"])
     test = mcnemar_exact(correct[best], correct["frozen"])
-    if test["p_value"] >= 0.05:
-        return "frozen", (
-            f"{best} scored higher but {compare_models(best, correct[best], 'frozen', correct['frozen'])}: "
-            "the cheaper regime"
-        )
-    return best, compare_models(best, correct[best], "frozen", correct["frozen"])
-
-
-def device_note() -> str:
-    return f"heads on {head_device(TrainConfig())}"
+    caution = "" if test["p_value"] < 0.05 else " (not significant on this little data: more images would tell)"
+    return best, f"the most accurate on the {n} inner-validation images; {verdict}{caution}"
