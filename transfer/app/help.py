@@ -14,6 +14,7 @@ COMMAND_HELP = {
     "backbones": "list the registered backbones, their sizes, stages and pretrained tags",
     "features": "extract (or find) the cached features; features.probe=true trains a head on them",
     "augment-preview": "a PNG grid of augmented training images",
+    "lr-find": "learning-rate range test for regime=partial|full: lr_find.png and the head.lr= to fit with",
 }
 EXAMPLES = (
     "python -m transfer                                            # the offline digits study (~20 s on 2 cores)",

@@ -134,6 +134,13 @@ class PreviewConf:
 
 
 @dataclass
+class LrFindConf:
+    min_lr: float = 1e-6
+    max_lr: float = 1.0
+    num_training: int = 100
+
+
+@dataclass
 class Config:
     command: str = "fit"
     seed: int = 0
@@ -153,6 +160,7 @@ class Config:
     tta: str = "center"
     format: str = "onnx"  # export: onnx | torchscript
     preview: PreviewConf = field(default_factory=PreviewConf)
+    lr_find: LrFindConf = field(default_factory=LrFindConf)
 
 
 def register_schema() -> None:
@@ -161,7 +169,7 @@ def register_schema() -> None:
 
 
 # --- ranges and choices ---------------------------------------------------------------------------------------------
-COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview")
+COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview", "lr-find")
 CHOICES = {
     "command": COMMANDS,
     "data.kind": ("folder", "digits"),
@@ -183,7 +191,7 @@ CHOICES = {
         "transformer-engine",
     ),
 }
-POSITIVE = ("head.lr", "source.lr")  # > 0
+POSITIVE = ("head.lr", "source.lr", "lr_find.min_lr", "lr_find.max_lr")  # > 0
 AT_LEAST_ONE = (
     "trainer.max_epochs",
     "trainer.num_nodes",
@@ -280,6 +288,11 @@ def validate(cfg: dict) -> None:
     views = _get(cfg, "features.views")
     if views is not None and str(views) not in ("auto", "1", "flip", "10crop") and not _is_int_at_least(views, 2):
         raise UserError(f"features.views={views!r}: choose auto, 1, flip, 10crop or an integer K >= 2.")
+    lo, hi, steps = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr"), _get(cfg, "lr_find.num_training")
+    if lo is not None and hi is not None and not lo < hi:
+        raise UserError(f"lr_find.min_lr={lo}, lr_find.max_lr={hi}: min_lr must be below max_lr.")
+    if steps is not None and steps < 20:
+        raise UserError(f"lr_find.num_training={steps}: must be >= 20 (the suggestion skips the first 10 steps).")
     betas = _get(cfg, "optimizer.betas")
     if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
         raise UserError(f"optimizer.betas={list(betas)}: two numbers in [0, 1).")
