@@ -31,6 +31,7 @@ def test_lr_find_on_digits_writes_plot_json_and_the_override(run_cli, tmp_path):
     assert line.endswith(f"run: python -m transfer '~recipe' regime=full trainer.accelerator=cpu head.lr={shown}")
 
 
+@pytest.mark.slow
 def test_find_lr_keeps_the_body_at_its_fraction_of_the_head(tmp_path):
     from tests.requests import fit_request
     from transfer.training.lr_find import LrSweep, find_lr_for_request
@@ -38,6 +39,7 @@ def test_find_lr_keeps_the_body_at_its_fraction_of_the_head(tmp_path):
     req = fit_request(tmp_path, "regime=full", "regime.body_lr_factor=0.1", "source=null", "data.shots=4")
     result = find_lr_for_request(req, req.regimes[0], LrSweep(min_lr=1e-4, max_lr=1.0, num_training=20))
     assert 1e-4 <= result["suggested_lr"] <= 1.0
+    assert len(result["raw_losses"]) == len(result["lrs"]) == 20 and all(map(math.isfinite, result["raw_losses"]))
     assert result["lrs"][0] == pytest.approx(1e-4)
     assert result["lrs"][-1] == pytest.approx(1.0)  # Lightning's schedule: min, then min * 10^(4 (k + 1) / 20)
     ratios = [b / a for a, b in zip(result["lrs"][1:], result["lrs"][2:], strict=False)]
@@ -71,3 +73,22 @@ def test_fit_command_drops_lr_find_keys_and_quotes():
 
     overrides = ["command=lr-find", "head.lr=0.1", "lr_find.max_lr=2", "hydra.run.dir=x", "data.root=my cats"]
     assert fit_command(overrides, 0.003162) == "python -m transfer 'data.root=my cats' head.lr=0.0032"
+
+
+def test_smoothing_is_centred_and_skips_non_finite_steps():
+    from transfer.training.lr_find import smooth_losses
+
+    assert smooth_losses([1.0, 2.0, 3.0, 4.0, 5.0], window=3) == [1.5, 2.0, 3.0, 4.0, 4.5]
+    out = smooth_losses([1.0, float("nan"), 3.0], window=3)
+    assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == 3.0
+
+
+def test_steepest_descent_is_per_decade_and_skips_the_first_steps():
+    from transfer.training.lr_find import steepest_descent
+
+    lrs = [10 ** (-6 + k / 10) for k in range(61)]  # 1e-6 .. 1, ten steps a decade
+    losses = [1 - math.tanh(2 * (math.log10(lr) + 2)) for lr in lrs]  # falls fastest at 1e-2 (step 40)
+    assert steepest_descent(lrs, losses) == 40
+    losses[3] = -5.0  # a plunge among the first 10 steps is not a suggestion
+    assert steepest_descent(lrs, losses) == 40
+    assert steepest_descent(lrs[:12], losses[:12]) is None  # one point left after skipping 10 and the last

@@ -5,6 +5,13 @@ is recorded; the suggestion is the rate where that loss falls fastest.
 Lightning's finder sets every optimiser group to one rate; here the body's groups keep their configured fraction of
 the head's rate (`regime.body_lr_factor`, `regime.stage_lr_decay`), so the suggestion is a `head.lr` for the same
 regime, exactly as `fit` would use it. The frozen regime has no Lightning loop: its head trains in the head engine.
+
+The suggestion is computed here from the raw loss of each step (recorded by the module), not by Lightning's
+`suggestion()`: Lightning 2.6 differentiates the loss with respect to the rate itself although the rates are
+log-spaced (Lightning-AI/pytorch-lightning#21141, fix open in #21171), and its bias correction is one step off, which
+halves the first smoothed losses; on the digits study that put its suggestion on the artefact at the start of the
+curve. Here: a centred moving average of the per-step loss (no lag) and its steepest descent per decade of rate,
+skipping the first 10 steps and the last one as Lightning does. Lightning's number is kept in the result.
 """
 
 from __future__ import annotations
@@ -45,7 +52,32 @@ class LrSweep:
 
     min_lr: float = 1e-6
     max_lr: float = 1.0
-    num_training: int = 100  # optimiser steps; Lightning's suggestion skips the first 10 and the last one
+    num_training: int = 100  # optimiser steps; the suggestion skips the first 10 and the last one
+
+
+def smooth_losses(losses: list[float], window: int | None = None) -> list[float]:
+    """A centred moving average over the finite losses (`window` steps, default a tenth of them, at least 5; shorter
+    at the ends). Centred, so the curve does not lag: an exponential average with beta 0.98 over 100 steps trails the
+    per-step loss by about a decade of rate, and its steepest point with it. A non-finite step reads nan."""
+    n = len(losses)
+    half = (window if window is not None else max(5, n // 10)) // 2
+    out = []
+    for i, x in enumerate(losses):
+        near = [v for v in losses[max(0, i - half) : i + half + 1] if math.isfinite(v)]
+        out.append(sum(near) / len(near) if math.isfinite(x) and near else float("nan"))
+    return out
+
+
+def steepest_descent(lrs: list[float], smoothed: list[float], skip_begin: int = 10, skip_end: int = 1) -> int | None:
+    """Index of the steepest fall of `smoothed` per decade of rate (central differences in log10 lr), among the
+    steps after `skip_begin` and before the last `skip_end`; None when fewer than two finite points remain."""
+    idx = [i for i in range(skip_begin, len(lrs) - skip_end) if math.isfinite(smoothed[i])]
+    if len(idx) < 2:
+        return None
+    x = torch.tensor([math.log10(lrs[i]) for i in idx], dtype=torch.float64)
+    y = torch.tensor([smoothed[i] for i in idx], dtype=torch.float64)
+    slopes = torch.gradient(y, spacing=(x,))[0]
+    return idx[int(torch.argmin(slopes))]
 
 
 class RatioKeepingModule(TransferModule):
@@ -54,13 +86,20 @@ class RatioKeepingModule(TransferModule):
 
     group_scales: list[float]
     last_step_lrs: dict[str, float]  # optimiser group name -> the rate it stepped at last
+    raw_losses: list[float]  # the training loss of each optimiser step, unsmoothed
 
     def configure_optimizers(self):
         out = super().configure_optimizers()
         groups = out["optimizer"].param_groups  # the head's groups come first (regimes.param_groups)
         self.group_scales = [g["lr"] / groups[0]["lr"] for g in groups]
-        self.last_step_lrs = {}
+        self.last_step_lrs, self.raw_losses = {}, []
         return out
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (self.trainer.fit_loop.batch_idx + 1) % self.trainer.accumulate_grad_batches:  # as Lightning's recorder
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self.raw_losses.append(float(loss) if loss is not None else float("nan"))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         # the finder's scheduler sets every group to the head's rate before each step (in closed form, from its base
@@ -129,17 +168,23 @@ def find_lr(
             update_attr=False,
         )
     lrs = [float(x) for x in finder.results["lr"]]
-    losses = [float(x) for x in finder.results["loss"]]
-    suggested = finder.suggestion()
-    if suggested is None or not math.isfinite(suggested):
+    raw = list(module.raw_losses)[: len(lrs)]
+    lrs = lrs[: len(raw)]
+    losses = smooth_losses(raw)
+    best = steepest_descent(lrs, losses)
+    if best is None:
         raise UserError(
-            f"lr_find: the loss diverged after {len(losses)} of {sweep.num_training} steps, too few for a suggestion "
+            f"lr_find: the loss diverged after {len(lrs)} of {sweep.num_training} steps, too few for a suggestion "
             f"(it skips the first 10): lower lr_find.min_lr (now {sweep.min_lr:g}) or raise lr_find.num_training."
         )
+    lightning = finder.suggestion()
     return {
-        "suggested_lr": float(suggested),
+        "suggested_lr": lrs[best],
+        "suggested_step": best,
+        "lightning_suggested_lr": float(lightning) if lightning is not None else None,
         "lrs": lrs,
         "losses": losses,
+        "raw_losses": raw,
         "steps": len(lrs),
         "stopped_early": len(lrs) < sweep.num_training,
         "min_lr": sweep.min_lr,
@@ -189,9 +234,13 @@ def plot_lr_find(result: dict, path: Path) -> Path:
     lrs, losses = result["lrs"], result["losses"]
     suggested = result["suggested_lr"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if result.get("raw_losses"):
+        ax.plot(lrs, result["raw_losses"], color="tab:blue", alpha=0.25, linewidth=1, label="training loss per step")
     ax.plot(lrs, losses, color="tab:blue", label="training loss (smoothed)")
     ax.set_xscale("log")
-    i = min(range(len(lrs)), key=lambda k: abs(math.log(lrs[k]) - math.log(suggested)))
+    i = result.get("suggested_step")
+    if i is None:
+        i = min(range(len(lrs)), key=lambda k: abs(math.log(lrs[k]) - math.log(suggested)))
     ax.axvline(suggested, color="tab:red", linestyle="--", linewidth=1)
     ax.plot([lrs[i]], [losses[i]], "o", color="tab:red", markersize=8, label=f"suggested head.lr={suggested:.2g}")
     current = result.get("current_lr")

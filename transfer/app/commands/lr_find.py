@@ -36,7 +36,9 @@ def _command_line_overrides() -> list[str]:
 
 def write_json(result: dict, path: Path) -> Path:
     """lr_find.json; non-finite losses (a diverged step) as null, so the file is strict JSON."""
-    clean = {**result, "losses": [x if math.isfinite(x) else None for x in result["losses"]]}
+    clean = dict(result)
+    for key in ("losses", "raw_losses"):
+        clean[key] = [x if math.isfinite(x) else None for x in result.get(key, [])]
     path.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
     return path
 
