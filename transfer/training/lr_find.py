@@ -139,7 +139,7 @@ def find_lr(
     loader = dm.train_dataloader()
     trainer_args = {k: v for k, v in cfg.trainer.items() if k != "limit_train_batches"}  # the sweep sets its length
     accumulate = int(trainer_args.get("accumulate_grad_batches") or 1)
-    epochs = math.ceil(sweep.num_training * accumulate / max(len(loader), 1)) + 1  # never the limit: max_steps is
+    epochs = math.ceil(sweep.num_training * accumulate / max(len(loader), 1)) + 1  # max_steps (the finder) ends it
     module = RatioKeepingModule(
         backbone,
         head,
