@@ -15,6 +15,7 @@ COMMAND_HELP = {
     "features": "extract (or find) the cached features; features.probe=true trains a head on them",
     "augment-preview": "a PNG grid of augmented training images",
     "learning-curve": "train on 10/25/50/100% of the training images: would more images help? (learning_curve.png)",
+    "lr-find": "learning-rate range test for regime=partial|full: lr_find.png and the head.lr= to fit with",
 }
 EXAMPLES = (
     "python -m transfer                                            # the offline digits study (~20 s on 2 cores)",

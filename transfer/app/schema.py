@@ -160,6 +160,13 @@ class PreviewConf:
 
 
 @dataclass
+class LrFindConf:
+    min_lr: float = 1e-6
+    max_lr: float = 1.0
+    num_training: int = 100
+
+
+@dataclass
 class Config:
     command: str = "fit"
     seed: int = 0
@@ -183,6 +190,7 @@ class Config:
     preview: PreviewConf = field(default_factory=PreviewConf)
     report: ReportConf = field(default_factory=ReportConf)
     learning_curve: LearningCurveConf = field(default_factory=LearningCurveConf)
+    lr_find: LrFindConf = field(default_factory=LrFindConf)
 
 
 def register_schema() -> None:
@@ -191,7 +199,17 @@ def register_schema() -> None:
 
 
 # --- ranges and choices ---------------------------------------------------------------------------------------------
-COMMANDS = ("fit", "predict", "evaluate", "export", "backbones", "features", "augment-preview", "learning-curve")
+COMMANDS = (
+    "fit",
+    "predict",
+    "evaluate",
+    "export",
+    "backbones",
+    "features",
+    "augment-preview",
+    "learning-curve",
+    "lr-find",
+)
 CHOICES = {
     "command": COMMANDS,
     "data.kind": ("folder", "digits"),
@@ -218,7 +236,7 @@ CHOICES = {
         "transformer-engine",
     ),
 }
-POSITIVE = ("head.lr", "source.lr", "auto.budget_s")  # > 0
+POSITIVE = ("head.lr", "source.lr", "auto.budget_s", "lr_find.min_lr", "lr_find.max_lr")  # > 0
 AT_LEAST_ONE = (
     "trainer.max_epochs",
     "trainer.num_nodes",
@@ -333,6 +351,11 @@ def validate(cfg: dict) -> None:
     workers = _get(cfg, "data.num_workers")
     if workers is not None and str(workers) != "auto" and not _is_int_at_least(workers, 0):
         raise UserError(f"data.num_workers={workers!r}: give a whole number >= 0, or auto.")
+    lo, hi, steps = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr"), _get(cfg, "lr_find.num_training")
+    if lo is not None and hi is not None and not lo < hi:
+        raise UserError(f"lr_find.min_lr={lo}, lr_find.max_lr={hi}: min_lr must be below max_lr.")
+    if steps is not None and steps < 20:
+        raise UserError(f"lr_find.num_training={steps}: must be >= 20 (the suggestion skips the first 10 steps).")
     betas = _get(cfg, "optimizer.betas")
     if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
         raise UserError(f"optimizer.betas={list(betas)}: two numbers in [0, 1).")

@@ -1,0 +1,69 @@
+"""`command=lr-find`: a learning-rate range test for fine-tuning (regime=partial or full) on the fit's training
+images; writes lr_find.png and lr_find.json in the run dir and prints the `head.lr=` override to fit with."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from transfer.app.commands.fit import build_request, check_weights_early
+from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
+from transfer.errors import UserError
+
+FROZEN = (
+    "regime=frozen: the frozen head is fit on cached features by the head engine, not in a Lightning loop, so there "
+    "is no fine-tuning rate to find (one pass tries several head rates: command=features features.probe=true "
+    "features.probe_lrs=[0.001,0.01,0.1]); lr-find needs regime=partial or regime=full."
+)
+DROPPED = ("command=", "head.lr=", "lr_find.", "hydra.")  # overrides that do not belong on the fit command line
+
+
+def fit_command(overrides: list[str], lr: float) -> str:
+    """The fit command line: the user's overrides (but the command, the old rate, lr-find's keys), then head.lr."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(DROPPED)]
+    return " ".join(["python -m transfer", *(shlex.quote(o) for o in kept), f"head.lr={lr:.2g}"])
+
+
+def _command_line_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def write_json(result: dict, path: Path) -> Path:
+    """lr_find.json; non-finite losses (a diverged step) as null, so the file is strict JSON."""
+    clean = dict(result)
+    for key in ("losses", "raw_losses"):
+        clean[key] = [x if math.isfinite(x) else None for x in result.get(key, [])]
+    path.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def run(cfg: DictConfig) -> None:
+    regime = plain(cfg.regime)
+    if regime.get("frozen_stages") is None:  # before torch loads: the frozen regime has no rate to find
+        raise UserError(FROZEN.replace("regime=frozen", f"regime={regime['name']}", 1))
+    check_data_early(plain(cfg.data))
+    out = output_dir()
+    request = build_request(cfg, out, quiet=True)
+    check_weights_early(plain(cfg.backbone), regime)
+    quiet_lightning()
+    from transfer.training.lr_find import LrSweep, find_lr_for_request, plot_lr_find
+    from transfer.training.regimes import Regime
+
+    result = find_lr_for_request(request, Regime(**regime), LrSweep(**plain(cfg.lr_find)))
+    out.mkdir(parents=True, exist_ok=True)
+    png, js = plot_lr_find(result, out / "lr_find.png"), write_json(result, out / "lr_find.json")
+    lr = result["suggested_lr"]
+    early = " (stopped early: the loss diverged)" if result["stopped_early"] else ""
+    print(
+        f"lr-find: {result['steps']} steps from {result['min_lr']:g} to {result['max_lr']:g} on "
+        f"{result['train_images']} training images, regime {regime['name']}{early}"
+    )
+    print(f"suggested head.lr={lr:.2g} (steepest descent of the smoothed loss); run: "
+          f"{fit_command(_command_line_overrides(), lr)}")  # fmt: skip
+    print(f"plot: {png}  data: {js}")
