@@ -82,6 +82,6 @@ def test_help_teaches_commands_recipes_groups_and_examples(run_cli):
     out = proc.stdout
     for needle in ("commands", "fit", "predict", "export", "recipes", "cat_detector", "digits", "config groups"):
         assert needle in out
-    assert "regime           frozen, full, partial, scratch" in out
+    assert "regime           auto, frozen, full, partial, scratch" in out
     assert "optimizer        adamw, sgd" in out
     assert out.count("python -m transfer") >= 3 and "--hydra-help" in out

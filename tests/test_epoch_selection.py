@@ -78,7 +78,9 @@ def _digits():
 
 
 def test_study_eval_split_never_chooses_the_epoch():
-    train, test = _digits()
+    task = load_digits_task([0, 1, 2], 30, lenet().preprocessing)  # 6 images per class in the inner split
+    train_idx, test_idx = task.split(0)
+    train, test = task.images.subset(train_idx), task.images.subset(test_idx)
     fit_part, select, where = selection_split(train, test, TrainConfig())
     assert where == "20% of train (inner split)"
     assert len(fit_part) + len(select) == len(train) and set(select.names) <= set(train.names)
@@ -132,3 +134,10 @@ def test_lightning_fit_returns_the_best_epochs_weights(tmp_path):
     returned = float((out.val_probs.argmax(1) == val.labels).float().mean())
     assert abs(returned - max(rec.acc)) < 1e-6
     assert out.selected_by == "val/acc on val, patience 2"
+
+
+def test_too_few_images_per_class_keep_the_last_epoch_and_say_why():
+    train, test = _digits()  # 10 per class: an inner split would hold 2 of each
+    fit_part, select, where = selection_split(train, test, TrainConfig())
+    assert select is None and len(fit_part) == len(train)
+    assert where.startswith("last epoch of the schedule: an inner split would hold 2 image(s)")

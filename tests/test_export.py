@@ -17,7 +17,6 @@ from transfer.backbones.base import Backbone, Preprocessing, Stage
 from transfer.backbones.factory import create_backbone
 from transfer.backbones.registry import register_backbone
 from transfer.errors import UserError
-from transfer.inference import export as export_mod
 from transfer.inference.export import export_ensemble, export_model_dir
 from transfer.inference.predict import decode_images, predict_files
 from transfer.inference.tta import MultiCrop
@@ -154,7 +153,9 @@ def test_failed_export_leaves_the_old_file_whole(tmp_path, monkeypatch) -> None:
     def half_written(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_mod.os, "fsync", half_written)
+    import transfer.atomic
+
+    monkeypatch.setattr(transfer.atomic.os, "fsync", half_written)
     with pytest.raises(OSError, match="disk full"):
         export_model_dir(model_dir)
     assert (model_dir / "model.onnx").read_bytes() == b"old export"

@@ -52,7 +52,7 @@ def test_find_lr_keeps_the_body_at_its_fraction_of_the_head(tmp_path):
 
 
 def test_frozen_regime_is_one_line_exit_2(run_cli):
-    line = check_one_clean_line(run_cli("command=lr-find", "regime=frozen"), "regime=frozen", "head engine")
+    line = check_one_clean_line(run_cli("command=lr-find", "regime=frozen"), "regime=frozen", "L-BFGS")
     assert "regime=partial or regime=full" in line
 
 

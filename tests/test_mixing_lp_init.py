@@ -119,7 +119,7 @@ def test_a_tiny_fit_with_mixup_and_cutmix_runs(tmp_path):
         lenet(), nn.Linear(84, 3), PARTIAL, train, test, AugmentConfig(mirror=False, crop="none"), cfg, quiet=True
     )
     assert out.val_probs.shape == (len(test), 3)
-    assert out.selected_by == "val/acc on 20% of train (inner split), patience 10"
+    assert out.selected_by.startswith("last epoch of the schedule")  # 10 images per class: too few to choose
 
 
 def test_warmup_as_a_fraction_of_the_epochs():

@@ -31,7 +31,6 @@ from transfer.training.study import RunResult, quiet_per_run_logs
 
 if TYPE_CHECKING:
     from transfer.data.task import TaskData
-    from transfer.training.pipeline import FitRequest
 
 MIN_FOLDS = 2
 
@@ -152,7 +151,8 @@ def pooled_majority(labels: torch.Tensor, fold_of: list[int]) -> float:
     return hits / len(fold_of)
 
 
-def crossvalidate_choice(req: FitRequest, task: TaskData, best: RunResult, make_backbone) -> CrossValidation | None:
+def crossvalidate_choice(req, task: TaskData, best: RunResult, make_backbone) -> CrossValidation | None:
+    """`req` is the pipeline's FitRequest (not imported: the pipeline imports this module)."""
     """The fit's headline without test/: the best run's regime and seed, cross-validated over every labelled image
     (its training and held-out splits together), with the lines it prints; None when off or impossible (said)."""
     if req.cv_folds == 0 or task.test_idx or task.eval_name != "val":

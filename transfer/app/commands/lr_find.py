@@ -15,9 +15,8 @@ from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lig
 from transfer.errors import UserError
 
 FROZEN = (
-    "regime=frozen: the frozen head is fit on cached features by the head engine, not in a Lightning loop, so there "
-    "is no fine-tuning rate to find (one pass tries several head rates: command=features features.probe=true "
-    "features.probe_lrs=[0.001,0.01,0.1]); lr-find needs regime=partial or regime=full."
+    "regime=frozen: the frozen linear head is fit to convergence by L-BFGS on cached features (its L2 strength "
+    "chosen by cross-validation), so there is no rate to find; lr-find needs regime=partial or regime=full."
 )
 DROPPED = ("command=", "head.lr=", "lr_find.", "hydra.")  # overrides that do not belong on the fit command line
 
