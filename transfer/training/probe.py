@@ -43,6 +43,11 @@ def cv_tolerance(l2: float) -> float:
     return max(1e-9, min(1e-5, 1e-2 * l2))
 
 
+# L-BFGS iterations per lambda while cross-validating (the refit always runs to its tolerance or max_iter): near-
+# separable features at a weak penalty creep for hundreds of iterations without changing which lambda wins; on digits
+# LeNet features capping at 100 cut the probe from 4.4 s to ~1 s with the same choices and accuracies.
+CV_MAX_ITER = 100
+
 DEFAULT_L2_GRID: tuple[float, ...] = tuple(float(v) for v in np.logspace(-6, 1, 10))
 
 
@@ -189,7 +194,13 @@ def _score_grid(
     init = None
     for lam in grid:
         fit = fit_logistic(
-            z_all, onehot, row_weight, lam, init=init, max_iter=max_iter, tolerance_grad=cv_tolerance(lam)
+            z_all,
+            onehot,
+            row_weight,
+            lam,
+            init=init,
+            max_iter=min(max_iter, CV_MAX_ITER),
+            tolerance_grad=cv_tolerance(lam),
         )
         init = (fit.weight, fit.bias)
         for f, (z_val, y_val) in enumerate(vals):
