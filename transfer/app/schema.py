@@ -52,6 +52,7 @@ class HeadConf:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     class_weights: str = "auto"  # auto (balanced above a 3:1 class ratio) | none | balanced
+    lp_init: bool = True  # LP-FT where the regime allows it (partial/full): off everywhere with head.lp_init=false
     solver: str = "lbfgs"  # heads on cached features: lbfgs (a linear head: converged, L2 by CV) | sgd (epochs)
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -67,6 +67,7 @@ class TrainConfig:
     select_on: str = "inner"  # inner: a split of train chooses the epoch | val: `val` does (it is not reported)
     class_weights: str = "auto"  # auto | none | balanced (class_weights.py)
     mix: MixSpec = field(default_factory=MixSpec)  # mixup / cutmix alphas (partial / full only)
+    lp_init: bool = True  # head.lp_init: LP-FT where the regime allows it
     lp_epochs: int = LP_EPOCHS  # LP-FT: epochs of the linear probe that starts the head (regime.lp_init)
 
     def head_training(self, epochs: int | None = None) -> HeadTraining:
@@ -286,7 +287,7 @@ def _fit_frozen(backbone, head, regime, train, select, val, augment, cfg, out_di
 
 def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, out_dir, quiet):
     pre = backbone.preprocessing
-    if regime.lp_init:
+    if regime.lp_init and cfg.lp_init:
         how = cfg.head_training(epochs=cfg.lp_epochs)
         fitter = lbfgs_probe if uses_probe(head, cfg) else None
         probe_head(backbone, head, train, select, cfg.features, how, cfg.lr, head_device(cfg), fitter)

@@ -86,6 +86,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         select_on=select_on,
         class_weights=str(head["class_weights"]),
         solver=str(head["solver"]),
+        lp_init=bool(head["lp_init"]),
         resume=bool(cfg.get("resume", False)),
         mix=MixSpec(float(cfg.augment.mixup), float(cfg.augment.cutmix)),
     )
