@@ -39,3 +39,8 @@ def test_every_python_snippet_in_the_readme_runs(tmp_path, monkeypatch, capsys):
     assert "['misty', 'neither', 'tigger']" in out  # model.classes
     assert "torch.Size([2, 8])" in out
     assert "512 ['layer1', 'layer2', 'layer3', 'layer4'] module" in out
+
+
+def test_the_onnx_snippet_in_the_readme_is_the_file_the_export_test_runs():
+    snippet = (README.parent / "docs" / "snippets" / "onnx_predict.py").read_text(encoding="utf-8")
+    assert f"```py\n{snippet}```" in README.read_text(encoding="utf-8")
