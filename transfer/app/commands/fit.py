@@ -153,7 +153,7 @@ def print_summary(report: dict, out_dir: Path) -> None:
             f"{row['trainable_params']:,}",
             f"{row['seconds_per_run']:.1f}",
         )
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=120)  # piped: do not squeeze tables into 80
     if "auto" in report:
         console.print(auto_table(report["auto"]))
     console.print(table)
@@ -228,5 +228,14 @@ def auto_table(auto: dict):
             f"{r['accuracy']:.3f} ({r['accuracy_ci95'][0]:.3f}-{r['accuracy_ci95'][1]:.3f})" if "accuracy" in r else ""
         )
         cv = f"{r['cv_accuracy']:.3f} ({r['folds']}-fold)" if r.get("cv_accuracy") is not None else ""
-        table.add_row(r["evidence"], r["regime"] or "", acc, cv, f"{r['seconds']:.1f}", r.get("note", ""))
+        table.add_row(r["evidence"], r["regime"] or "", acc, cv, f"{r['seconds']:.1f}", short_note(r.get("note", "")))
     return table
+
+
+def short_note(note: str) -> str:
+    """The evidence table's note, short enough for one line (metrics.json keeps the whole text)."""
+    if "weakest penalty" in note:
+        return "L2 at the weak end of the grid"
+    if "strongest penalty" in note:
+        return "L2 at the strong end of the grid"
+    return note.replace(" (stopped at its share of the budget)", ", cut at budget")
