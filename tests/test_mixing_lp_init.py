@@ -97,13 +97,13 @@ def test_lp_init_starts_fine_tuning_from_the_probes_head(tmp_path, monkeypatch):
         probed.update({k: v.detach().cpu().clone() for k, v in head.state_dict().items()})
         return epoch
 
-    monkeypatch.setattr(lp_init, "PROBE_FIT", recording_probe)
+    monkeypatch.setattr(lp_init, "PROBE_FIT", recording_probe)  # the hook for heads that are not L-BFGS probed
     train, test = _digits()
     start = _StartHead()
     torch.manual_seed(0)
     head = nn.Linear(84, 3)
     initial = {k: v.clone() for k, v in head.state_dict().items()}
-    cfg = _cfg(tmp_path, trainer={"callbacks": [start]}, lp_epochs=5)
+    cfg = _cfg(tmp_path, trainer={"callbacks": [start]}, lp_epochs=5, solver="sgd")  # sgd: the PROBE_FIT hook
     regime = Regime("partial", frozen_stages=1, lp_init=True)
     fit_classifier(lenet(), head, regime, train, test, AugmentConfig(mirror=False, crop="none"), cfg, quiet=True)
     assert probed, "the probe did not run"

@@ -32,6 +32,7 @@ from transfer.data.datamodule import ImageDataModule
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.model.heads import create_head
+from transfer.training.device_setup import device_plan
 from transfer.training.fit import TrainConfig, make_trainer
 from transfer.training.module import TransferModule
 from transfer.training.pipeline import FitRequest, load_task, pretrain_digits_source
@@ -132,12 +133,13 @@ def find_lr(
         backbone.reset_aux_heads(len(train.classes))
     pre = backbone.preprocessing
     pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
+    plan = device_plan(cfg.trainer, cfg.num_workers, backbone.name)  # precision/workers resolved as fit does
     dm = ImageDataModule(
         train, None, build_train_transform(pre, augment, pca), build_eval_transform(pre), cfg.batch_size,
-        cfg.num_workers, cfg.seed,
+        plan.num_workers, cfg.seed,
     )  # fmt: skip
     loader = dm.train_dataloader()
-    trainer_args = {k: v for k, v in cfg.trainer.items() if k != "limit_train_batches"}  # the sweep sets its length
+    trainer_args = {k: v for k, v in plan.trainer.items() if k != "limit_train_batches"}  # the sweep sets its length
     accumulate = int(trainer_args.get("accumulate_grad_batches") or 1)
     epochs = math.ceil(sweep.num_training * accumulate / max(len(loader), 1)) + 1  # max_steps (the finder) ends it
     module = RatioKeepingModule(
