@@ -291,20 +291,7 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
         how = cfg.head_training(epochs=cfg.lp_epochs)
         fitter = lbfgs_probe if uses_probe(head, cfg) else None
         probe_head(backbone, head, train, select, cfg.features, how, cfg.lr, head_device(cfg), fitter)
-    num_classes = len(train.classes)
-    module = TransferModule(
-        backbone,
-        head,
-        num_classes,
-        regime,
-        cfg.lr,
-        cfg.weight_decay,
-        label_smoothing=cfg.label_smoothing,
-        optimizer=cfg.optimizer,
-        scheduler=cfg.scheduler,
-        class_weights=class_weights(train.labels, num_classes, cfg.class_weights),
-        mix=cfg.mix,
-    )
+    module = transfer_module(backbone, head, regime, train, cfg)
     plan = device_plan(cfg.trainer, cfg.num_workers, backbone.name)  # precision, workers, channels_last, compile
     quiet_worker_warning(plan)
     log.info("device: %s", plan.describe())
@@ -351,6 +338,24 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
     val_dl = ImageDataModule(train, val, train_tf, eval_tf, cfg.batch_size, 0).whole_val_dataloader()
     probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
     return probs, best_epoch
+
+
+def transfer_module(backbone, head, regime: Regime, train: LabelledImages, cfg: TrainConfig, cls=TransferModule):
+    """The LightningModule of a fine-tune, with every `cfg` setting it takes (lr-find uses a subclass)."""
+    num_classes = len(train.classes)
+    return cls(
+        backbone,
+        head,
+        num_classes,
+        regime,
+        cfg.lr,
+        cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        optimizer=cfg.optimizer,
+        scheduler=cfg.scheduler,
+        class_weights=class_weights(train.labels, num_classes, cfg.class_weights),
+        mix=cfg.mix,
+    )
 
 
 def _selection_callbacks(sel: EpochSelection, dirpath: Path) -> list:

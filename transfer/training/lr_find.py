@@ -33,7 +33,7 @@ from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.model.heads import create_head
 from transfer.training.device_setup import device_plan
-from transfer.training.fit import TrainConfig, make_trainer
+from transfer.training.fit import TrainConfig, make_trainer, transfer_module
 from transfer.training.module import TransferModule
 from transfer.training.pipeline import FitRequest, load_task, pretrain_digits_source
 from transfer.training.regimes import Regime, apply_regime
@@ -142,17 +142,7 @@ def find_lr(
     trainer_args = {k: v for k, v in plan.trainer.items() if k != "limit_train_batches"}  # the sweep sets its length
     accumulate = int(trainer_args.get("accumulate_grad_batches") or 1)
     epochs = math.ceil(sweep.num_training * accumulate / max(len(loader), 1)) + 1  # max_steps (the finder) ends it
-    module = RatioKeepingModule(
-        backbone,
-        head,
-        len(train.classes),
-        regime,
-        cfg.lr,
-        cfg.weight_decay,
-        label_smoothing=cfg.label_smoothing,
-        optimizer=cfg.optimizer,
-        scheduler=cfg.scheduler,
-    )
+    module = transfer_module(backbone, head, regime, train, cfg, cls=RatioKeepingModule)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".lr_find-") as tmp:  # the finder's restore checkpoint
