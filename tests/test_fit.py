@@ -41,6 +41,8 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
     assert {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()} == {"frozen-seed0", "full-seed0"}
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert (tmp_path / "regimes.png").stat().st_size > 1000
+    rows = (tmp_path / "summary.md").read_text().splitlines()
+    assert len(rows) == 2 + 2 and rows[2].startswith(("| frozen", "| full")) and "(chosen)" in "".join(rows)
 
 
 @pytest.mark.parametrize("name,frozen", [("partial", 2), ("full", 0)])

@@ -20,7 +20,7 @@ from transfer.data.splits import Splitter
 from transfer.distributed import is_rank_zero
 from transfer.eval.metrics import classification_metrics
 from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
-from transfer.eval.stats import paired_table
+from transfer.eval.stats import paired_table, wilson_interval
 from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier
@@ -264,4 +264,21 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
     plot_curves(out_dir / "logs" / "metrics.csv", out_dir / "curves.png")
     if len(result.runs) > 1:
         plot_regimes(table, out_dir / "regimes.png", f"{extra.get('eval_split', 'val')} accuracy")
+        write_text_atomic(out_dir / "summary.md", study_markdown(result, extra.get("eval_split", "val")))
     return report
+
+
+def study_markdown(result: StudyResult, eval_name: str) -> str:
+    """One row per (regime, seed) run: its settings, its held-out accuracy with a 95% Wilson interval, wall time."""
+    lines = [
+        f"| regime | seed | {eval_name} accuracy | 95% CI | images | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result.runs:
+        n = int(r.metrics["n"])
+        lo, hi = wilson_interval(round(r.metrics["accuracy"] * n), n)
+        mark = " (chosen)" if r is result.best else ""
+        lines.append(
+            f"| {r.regime}{mark} | {r.seed} | {r.metrics['accuracy']:.3f} | {lo:.3f}-{hi:.3f} | {n} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
