@@ -144,6 +144,15 @@ def test_a_test_folder_beside_val_is_scored_once_with_the_best_model(tmp_path):
     assert report["test"]["n"] == 12 and sum(map(sum, report["test"]["confusion"])) == 12
     assert report["test"]["accuracy"] > 0.5  # chance is 1/3
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["model_dir"].endswith("model")
+    # the temperature is fitted on val/ (never test/), saved beside the weights, and predict applies it on request
+    from transfer.inference.predict import predict_files
+
+    cal = json.loads((tmp_path / "run" / "model" / "calibration.json").read_text())
+    assert cal["fitted_on"] == "val" and cal["temperature"] > 0
+    plain = predict_files(tmp_path / "run" / "model", tmp_path / "data" / "test")
+    tempered = predict_files(tmp_path / "run" / "model", tmp_path / "data" / "test", calibrate=True)
+    assert [r["class"] for r in plain] == [r["class"] for r in tempered]
+    assert any(abs(a["probability"] - b["probability"]) > 1e-6 for a, b in zip(plain, tempered, strict=True))
 
 
 def test_an_unknown_probe_stage_names_the_choices(tmp_path):

@@ -187,6 +187,7 @@ class Config:
     model: Any = None  # predict / evaluate / export: a model dir, or a list of them (an ensemble)
     images: str | None = None
     tta: str = "center"
+    calibrate: bool = False  # predict: divide logits by the model dir's fitted temperature (calibration.json)
     format: str = "onnx"  # export: onnx | torchscript
     preview: PreviewConf = field(default_factory=PreviewConf)
     report: ReportConf = field(default_factory=ReportConf)

@@ -17,6 +17,7 @@ from transfer.errors import UserError
 from transfer.eval.scoring import write_rows_csv
 from transfer.inference.ensemble import load_members
 from transfer.inference.tta import MultiCrop
+from transfer.model.calibration import Tempered, read_temperature
 from transfer.model.model_dir import read_card
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ def decode_images(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tens
 
 @torch.inference_mode()
 def predict_files(
-    model: str | Path | Sequence[str | Path], images: str | Path, tta: str = "center", batch_size: int = 32
+    model: str | Path | Sequence[str | Path],
+    images: str | Path,
+    tta: str = "center",
+    batch_size: int = 32,
+    calibrate: bool = False,
 ) -> list[dict]:
     """Rows of {file, class, probability, p_<class>...}: the mean over ensemble members and crops.
 
@@ -63,16 +68,24 @@ def predict_files(
     """
     for d in [model] if isinstance(model, str | Path) else model:
         read_card(d)  # a wrong model dir is reported before the images are looked at
-    return predict_paths(model, list_images(images), tta, batch_size)
+    return predict_paths(model, list_images(images), tta, batch_size, calibrate)
 
 
 @torch.inference_mode()
 def predict_paths(
-    model: str | Path | Sequence[str | Path], files: Sequence[Path], tta: str = "center", batch_size: int = 32
+    model: str | Path | Sequence[str | Path],
+    files: Sequence[Path],
+    tta: str = "center",
+    batch_size: int = 32,
+    calibrate: bool = False,
 ) -> list[dict]:
-    """`predict_files` for an explicit list of files, in that order."""
+    """`predict_files` for an explicit list of files, in that order; `calibrate` divides each member's logits by the
+    temperature saved in its model dir (members without one are used as they are)."""
     dirs = [model] if isinstance(model, str | Path) else list(model)
     members, classes = load_members(dirs)
+    if calibrate:
+        temps = [read_temperature(d) for d in dirs]
+        members = [(Tempered(c, t) if t else c, card) for (c, card), t in zip(members, temps, strict=True)]
     rows: list[dict] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]

@@ -24,6 +24,7 @@ from transfer.eval.report_sections import (
     scan_section,
 )
 from transfer.eval.scoring import prediction_rows, write_rows_csv
+from transfer.model.calibration import save_temperature
 
 
 @dataclass
@@ -196,7 +197,9 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
         data["gallery"] = gallery_section(probs, part.labels, part.classes, part.names, part.pixels)
         fit_probs = ev.eval_probs if on_test else None  # a temperature only from val/, when the headline is test/
         fit_labels = ev.images.labels[ev.eval_idx] if on_test else None
-        data["calibration"] = calibration_section(probs, part.labels, fit_probs, fit_labels)
+        data["calibration"] = cal = calibration_section(probs, part.labels, fit_probs, fit_labels)
+        if cal["temperature"] and (out_dir / "model").is_dir():  # fitted on val/, the headline on test/
+            save_temperature(out_dir / "model", cal["temperature"], ev.eval_name, cal["ece"], cal["ece_after"])
     scan_file = out_dir / "scan_report.json"
     if scan_file.is_file():
         data["scan"] = scan_section(json.loads(scan_file.read_text(encoding="utf-8")))

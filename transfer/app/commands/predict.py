@@ -21,7 +21,7 @@ def run(cfg: DictConfig) -> None:
     from transfer.inference.predict import predict_files, write_csv
 
     model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
-    rows = predict_files(model, str(cfg.images), tta=str(cfg.get("tta", "center")))
+    rows = predict_files(model, str(cfg.images), tta=str(cfg.get("tta", "center")), calibrate=bool(cfg.calibrate))
     out = write_csv(rows, output_dir() / "predictions.csv")
     root = Path(str(cfg.images)).expanduser()
     names = [str(Path(r["file"]).relative_to(root)) if root.is_dir() else Path(r["file"]).name for r in rows]
