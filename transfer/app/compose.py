@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields, is_dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -130,7 +129,3 @@ def precheck(argv: list[str]) -> None:
         overrides = [a for a in overrides if not (a.startswith("hydra.") or a.startswith("hydra/"))]
     for variant in sweep_variants(overrides) if multirun else [overrides]:
         compose(variant)
-
-
-def config_path() -> Path:
-    return conf_dir()
