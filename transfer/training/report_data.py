@@ -207,8 +207,9 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
     if duplicates is not None:
         data["duplicates"] = duplicates
         if duplicates["leakage"]:
+            held = len({pair["b_name"] for pair in duplicates["leakage"]})  # pairs (at most 50 listed) -> images
             data["warnings"].append(
-                f"{len(duplicates['leakage'])} {ev.eval_name} image(s) nearly duplicate training images: "
+                f"{held} {ev.eval_name} image(s) nearly duplicate training images: "
                 "the held-out score is inflated (see Near-duplicates)"
             )
     return data
