@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import IO
 
 
-def _umask() -> int:
+def user_umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
 def fsync_dir(path: str | Path) -> None:
-    """Make a rename inside `path` survive a crash (a no-op where folders cannot be fsynced)."""
+    """fsync a folder (a rename inside it survives a crash) or a file; a no-op where that is not possible."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -42,7 +43,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~user_umask())
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt included: no temp file is left behind
         Path(tmp).unlink(missing_ok=True)

@@ -39,7 +39,7 @@ def fit(
     (`"head.lr=0.01"`, `"trainer.max_epochs=5"`). A module or Backbone object is used as the body as it is (its
     weights are its own: `pretrained` is ignored)."""
     from transfer.app.commands.fit import fit_config
-    from transfer.app.compose import compose
+    from transfer.app.compose import compose, group_options
 
     args = ["~recipe", "data=folder", f"data.root={Path(data).expanduser()}", f"regime={regime}", f"head={head}"]
     if isinstance(backbone, nn.Module):
@@ -48,7 +48,7 @@ def fit(
         args += [f"backbone={backbone}"] if _is_group_option(backbone) else [f"backbone.name={backbone}"]
         if pretrained is not None:
             args.append(f"backbone.pretrained={str(pretrained).lower()}")
-    if head not in _group_options("head"):
+    if head not in group_options("head"):
         args[-1] = f"head.name={head}"
     out = Path(out_dir) if out_dir else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     cfg = compose(
@@ -62,11 +62,7 @@ def fit(
     return Model(out / "model")
 
 
-def _group_options(group: str) -> list[str]:
-    from transfer.app.config_source import conf_dir
-
-    return [p.stem for p in (conf_dir() / group).glob("*.yaml")]
-
-
 def _is_group_option(name: str) -> bool:
-    return name in _group_options("backbone")
+    from transfer.app.compose import group_options
+
+    return name in group_options("backbone")

@@ -15,7 +15,8 @@ from transfer.app.config_source import conf_dir, register_recipe_source
 from transfer.errors import UserError
 
 
-def _group_options(group: str) -> list[str]:
+def group_options(group: str) -> list[str]:
+    """The options of a config group (conf/<group>/*.yaml; recipes from recipes/)."""
     if group == "recipe":
         from transfer.app.config_source import list_recipes
 
@@ -49,7 +50,7 @@ def explain(e: BaseException) -> UserError:
                     "hydra/sweeper=optuna (recipe=search_finetune): the Optuna sweeper is not installed; "
                     'python -m pip install -e ".[optuna]" (hydra-optuna-sweeper).'
                 )
-            return UserError(f"{group}={name}: no such option; choose one of {', '.join(_group_options(group))}.")
+            return UserError(f"{group}={name}: no such option; choose one of {', '.join(group_options(group))}.")
     chain: list[BaseException] = [e]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
         chain.append(nxt)

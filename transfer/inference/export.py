@@ -100,11 +100,6 @@ def export_metadata(classes: list[str], pre: Preprocessing, backbone: str, **ext
     }
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temp name in the same folder, fsync, then os.replace: readers see the old file or the new one."""
-    return write_bytes_atomic(path, data)
-
-
 def onnx_bytes(traced: torch.jit.ScriptModule, example: torch.Tensor, metadata: dict[str, str]) -> bytes:
     import onnx
 
@@ -146,7 +141,7 @@ def export_module(
     example = torch.randn((2, *pre.input_size), generator=gen)  # 2 x C x H x W
     traced = trace_checked(model.eval(), example, label, prefix=_prefix(model))
     data = onnx_bytes(traced, example, metadata) if format == "onnx" else torchscript_bytes(traced, metadata)
-    return write_atomic(Path(out), data)
+    return write_bytes_atomic(Path(out), data)  # readers see the old file or the new one, never half
 
 
 def _prefix(model: nn.Module) -> str:

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from transfer import __version__
+from transfer.atomic import fsync_dir, user_umask
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
 from transfer.model.classifier import Classifier
@@ -85,26 +86,11 @@ def copy_model_dir(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _install(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` fills a hidden sibling of `path`; fsync and chmod it, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    mask = _umask()
+    mask = user_umask()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -112,13 +98,13 @@ def _install(path: Path, write: Callable[[Path], None]) -> None:
         for f in tmp.rglob("*"):
             os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
             if f.is_file():
-                _fsync(f)
+                fsync_dir(f)
         os.chmod(tmp, 0o777 & ~mask)
-        _fsync(tmp)
+        fsync_dir(tmp)
         if path.exists():
             os.rename(path, old)  # the previous dir stays whole, aside, until the new one is in
         os.rename(tmp, path)
-        _fsync(path.parent)
+        fsync_dir(path.parent)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST):
             why = "Not a directory" if e.errno == errno.EEXIST else e.strerror or str(e)  # mkdir where a file is
