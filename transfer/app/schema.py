@@ -67,10 +67,11 @@ class OptimizerConf:
 
 @dataclass
 class SchedulerConf:
-    name: str = "cosine"  # cosine (after a linear warmup) | constant | step
+    name: str = "cosine"  # cosine (after a linear warmup) | constant | step | hyperrule (BiT: length from data size)
     warmup_epochs: float = 0  # epochs, or a fraction in (0, 1) of trainer.max_epochs
     step_size: int = 10  # step: multiply the rate by gamma every step_size epochs
     gamma: float = 0.1
+    reference_batch: int = 32  # hyperrule: head.lr is the rate at this batch size; others scale it linearly
 
 
 @dataclass
@@ -221,7 +222,7 @@ CHOICES = {
     "trainer.select_on": ("inner", "val"),
     "optimizer.name": ("adamw", "sgd"),
     "head.solver": ("lbfgs", "sgd"),
-    "scheduler.name": ("cosine", "constant", "step"),
+    "scheduler.name": ("cosine", "constant", "step", "hyperrule"),
     "augment.crop": ("none", "random", "resized"),
     "features.dtype": ("float32", "float16"),
     "tta": ("center", "flip", "10crop"),
@@ -251,6 +252,7 @@ AT_LEAST_ONE = (
     "preview.rows",
     "preview.views",
     "scheduler.step_size",
+    "scheduler.reference_batch",
 )
 NON_NEGATIVE = (
     "head.weight_decay",

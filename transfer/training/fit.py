@@ -35,6 +35,7 @@ from transfer.model.classifier import Classifier
 from transfer.training.class_weights import class_weights
 from transfer.training.device_setup import device_plan, prepare_module, quiet_worker_warning, restore_memory_format
 from transfer.training.head_engine import HeadTraining, fit_heads
+from transfer.training.hyperrule import apply_hyperrule
 from transfer.training.lp_init import LP_EPOCHS, lbfgs_probe, probe_head
 from transfer.training.mixing import MixSpec
 from transfer.training.module import TransferModule
@@ -205,9 +206,16 @@ def fit_classifier(
         probs, selected_by = _fit_probe(backbone, head, train, val, augment, cfg, quiet)
         return _outcome(backbone, head, regime, probs, time.perf_counter() - start, None, selected_by)
     fit_part, select, where = selection_split(train, val, cfg)
+    schedule = None
+    if not regime.body_frozen:  # scheduler=hyperrule: the length and rate from len(fit_part) (hyperrule.py)
+        cfg, schedule = apply_hyperrule(cfg, len(fit_part))
+        if schedule:
+            log.info("%s: %s", regime.name, schedule)
     run = _fit_frozen if regime.body_frozen else _fit_end_to_end
     probs, best_epoch = run(backbone, head, regime, fit_part, select, val, augment, cfg, out_dir, quiet)
     selected_by = cfg.selection.describe(where) if select is not None else where or "last epoch"
+    if schedule:
+        selected_by += f"; schedule {schedule}"
     return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by)
 
 

@@ -24,10 +24,11 @@ class OptimizerSpec:
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    name: str = "cosine"  # cosine | constant | step
+    name: str = "cosine"  # cosine | constant | step | hyperrule (hyperrule.py: resolved to cosine per fine-tune)
     warmup_epochs: float = 0  # an epoch count, or a fraction in (0, 1) of max_epochs (0.1 of 60 -> 6)
     step_size: int = 10
     gamma: float = 0.1
+    reference_batch: int = 32  # hyperrule: head.lr is the rate at this many images a step, scaled linearly
 
 
 @dataclass
