@@ -18,6 +18,8 @@ FAST = [
     (["trainer.precision=banana"], "trainer.precision"),
     (["+trainer.max_epoch=3"], "trainer.max_epoch"),
     (["head.lr=-1"], "head.lr"),
+    (["scheduler=hyperrule", "scheduler.reference_batch=0"], "scheduler.reference_batch"),
+    (["scheduler.name=linear"], "scheduler.name"),
     (["data=folder", "data.root={tmp}/afile"], "data.root"),
     (["hydra.run.dir={tmp}/afile/run"], "hydra.run.dir"),
     (["resume=true"], "resume=true"),
