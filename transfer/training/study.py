@@ -130,7 +130,13 @@ def run_study(
                         images.classes,
                         head_spec,
                         backbone_kwargs,
-                        extra={"regime": regime.to_dict(), "seed": seed, "eval_accuracy": metrics["accuracy"]},
+                        extra={
+                            "regime": regime.to_dict(),
+                            "seed": seed,
+                            "eval_accuracy": metrics["accuracy"],
+                            "epoch": fitted.best_epoch,  # 0-based, the epoch whose weights these are; None: the last
+                            "selected_by": fitted.selected_by,  # why: e.g. "val/acc on 20% of train (inner split) ..."
+                        },
                     )
                     probs = fitted.val_probs
                     write_run_record(  # after the model dir: a record means the run finished
