@@ -27,7 +27,7 @@ from transfer.eval.scoring import scored_metrics
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
-from transfer.training.fit import head_device, uses_probe
+from transfer.training.fit import TrainConfig, head_device, uses_probe
 from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime, apply_regime
 from transfer.training.study import RunResult, quiet_per_run_logs
@@ -102,7 +102,7 @@ def out_of_fold_probs(
     return probs, l2s
 
 
-def is_the_probe(regime: Regime, head_spec: dict, train_cfg, num_classes: int) -> bool:
+def is_the_probe(regime: Regime, head_spec: dict, train_cfg: TrainConfig, num_classes: int) -> bool:
     """Whether a model trained under `regime` with this head is the frozen regime's converged linear probe."""
     if not regime.body_frozen:
         return False
