@@ -14,7 +14,6 @@ frozen regime's probe, it is not fitted again: the baseline is the model's own n
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -25,7 +24,6 @@ from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.eval.scoring import scored_metrics
 from transfer.features import FeatureCache, FeatureConfig
-from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
 from transfer.training.fit import TrainConfig, head_device, uses_probe
 from transfer.training.probe import fit_linear_probe, probe_predict_proba
@@ -35,8 +33,6 @@ from transfer.training.study import RunResult, quiet_per_run_logs
 if TYPE_CHECKING:
     from transfer.data.task import TaskData
     from transfer.training.crossval import CrossValidation
-
-log = logging.getLogger(__name__)
 
 KEEP = ("accuracy", "accuracy_ci95", "balanced_accuracy", "balanced_accuracy_ci95", "n")
 
@@ -106,18 +102,21 @@ def is_the_probe(regime: Regime, head_spec: dict, train_cfg: TrainConfig, num_cl
     """Whether a model trained under `regime` with this head is the frozen regime's converged linear probe."""
     if not regime.body_frozen:
         return False
-    head = create_head(head_spec["name"], 4, num_classes, **{k: v for k, v in head_spec.items() if k != "name"})
+    args = {k: v for k, v in head_spec.items() if k != "name"}
+    head = create_head(head_spec["name"], 4, num_classes, **args)  # any width: only what kind of head it is matters
     return uses_probe(head, train_cfg)
 
 
-def headline_images(task: TaskData, best: RunResult, cv: CrossValidation | None) -> tuple[str, list[int], list[int]]:
-    """(where, training images, scored images) of the headline: test/, else the cross-validated images, else the
-    held-out split (indices into the task's images)."""
+def headline_images(
+    task: TaskData, best: RunResult, cv: CrossValidation | None
+) -> tuple[str, list[int], list[int], list[int] | None]:
+    """(where, training images, scored images, fold of each scored image or None) of the headline: test/, else the
+    cross-validated images (each scored by the folds that did not hold it), else the held-out split."""
     if task.test_idx:
-        return "test/", list(best.train_idx), list(task.test_idx)
+        return "test/", list(best.train_idx), list(task.test_idx), None
     if cv is not None:
-        return f"{cv.folds}-fold out-of-fold", list(cv.index), list(cv.index)
-    return task.eval_name, list(best.train_idx), list(best.eval_idx)
+        return f"{cv.folds}-fold out-of-fold", list(cv.index), list(cv.index), list(cv.fold_of)
+    return task.eval_name, list(best.train_idx), list(best.eval_idx), None
 
 
 def probe_baseline(
@@ -163,18 +162,17 @@ def _measure(req, task: TaskData, best: RunResult, cv, make_backbone, frozen: Re
 
     def read(part: LabelledImages, views: list[str] | None) -> torch.Tensor:
         nonlocal extracted
-        out = cache.features(part, views, pixel_digests(part.pixels), rank=0, world_size=1)  # rank 0 reports alone
+        out = cache.features(part, views, rank=0, world_size=1)  # rank 0 reports alone: no barrier
         extracted += cache.last.extracted
         return out
 
-    where, train_idx, scored_idx = headline_images(task, best, cv)
+    where, train_idx, scored_idx, fold_of = headline_images(task, best, cv)
     scored = images.subset(scored_idx)
     centre = read(scored, ["center"])[:, 0]  # N_scored x D
-    if cv is not None and not task.test_idx:
+    if fold_of is not None:
         feats = read(scored, None)  # N x K x D: the folds train on the views the frozen regime trains on
-        fold_of, seed = cv.fold_of, best.seed
-        probs, l2 = out_of_fold_probs(feats, centre, scored.labels, fold_of, len(classes), seed, device, classes)
-        fitted_on = f"the other {cv.folds - 1} folds"
+        probs, l2 = out_of_fold_probs(feats, centre, scored.labels, fold_of, len(classes), best.seed, device, classes)
+        fitted_on = f"the other {len(set(fold_of)) - 1} folds"
     else:
         train = images.subset(train_idx)
         p, one = probe_probs(read(train, None), train.labels, centre, len(classes), best.seed, device, classes)
