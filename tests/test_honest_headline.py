@@ -122,7 +122,9 @@ def test_without_test_folder_the_headline_cross_validates_every_image_once(tmp_p
     cv, h = report["crossval"], report["headline"]
     assert (cv["folds"], cv["n"], sum(map(sum, cv["confusion"]))) == (4, 12, 12)
     assert (h["name"], h["n"], h["value"]) == ("4-fold cross-validated accuracy", 12, cv["accuracy"])
-    assert h["baselines"] == {"majority class": cv["majority_baseline"]}
+    # the chosen model is the frozen regime's probe: the linear-probe baseline is its own number, marked so
+    assert h["baselines"] == {"majority class": cv["majority_baseline"], "linear probe": cv["accuracy"]}
+    assert h["same_as_model"] == ["linear probe"]
     with (tmp_path / "run" / "predictions.csv").open() as fh:
         names = [r["path"] for r in csv.DictReader(fh) if r["split"] == "cv"]
     assert sorted(names) == sorted(str(p) for p in root.rglob("*.jpg"))  # each image once, out of fold

@@ -154,7 +154,10 @@ def test_fit_writes_honest_numbers_predictions_and_the_page_and_poisoned_test_la
     assert saved["best"]["majority_baseline"] == pytest.approx(1 / 3)  # balanced training classes: the first wins
     h = saved["headline"]
     assert (h["name"], h["value"], h["n"]) == ("test accuracy", saved["test"]["accuracy"], 12)
-    assert h["ci95"] == saved["test"]["accuracy_ci95"] and h["baselines"] == {"majority class": pytest.approx(1 / 3)}
+    assert h["ci95"] == saved["test"]["accuracy_ci95"] and h["baselines"]["majority class"] == pytest.approx(1 / 3)
+    probe = saved["probe_baseline"]  # the frozen probe on the same 12 test/ images (the chosen model, when frozen)
+    assert h["baselines"]["linear probe"] == probe["accuracy"] and probe["n"] == 12
+    assert probe["same_as_model"] == (saved["best"]["regime"] == "frozen")
     assert saved["paired"]["models"] == {"frozen": 0, "scratch": 0} and len(saved["paired"]["verdicts"]) == 1
     with (tmp_path / "run" / "predictions.csv").open() as fh:
         rows = list(csv.DictReader(fh))

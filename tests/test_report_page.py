@@ -167,6 +167,14 @@ def test_gallery_order_is_what_the_page_says():
     assert re.findall(r'alt="(n[0-9.]+)"', uncertain) == ["n0.6", "n0.7", "n0.9"]  # least confident right answers
 
 
+def test_a_baseline_that_is_the_model_itself_is_labelled_and_its_note_shown():
+    h = {"name": "cv accuracy", "value": 0.5, "baselines": {"majority class": 0.34, "linear probe": 0.5}}
+    h |= {"same_as_model": ["linear probe"], "baseline_notes": {"linear probe": "the chosen model <is> this probe"}}
+    page = render_report({"headline": h})
+    assert "linear probe (this model)" in page and "majority class" in page
+    assert "linear probe: the chosen model &lt;is&gt; this probe" in page
+
+
 def test_missing_sections_are_omitted():
     page = render_report({"title": "only a title"})
     assert "<h1>only a title</h1>" in page

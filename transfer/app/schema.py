@@ -148,6 +148,7 @@ class AutoConf:
 @dataclass
 class ReportConf:
     cv_folds: int = 5  # no test/ folder: the headline cross-validates the chosen regime over all images (0: off)
+    probe_baseline: bool = True  # the frozen linear probe scored on the headline's images, beside it (false: skip)
 
 
 @dataclass

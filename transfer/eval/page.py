@@ -10,7 +10,8 @@ The `data` contract:
 - ``warnings``: [str] -- shown prominently at the top (e.g. "model is not clearly above the majority baseline")
 - ``headline``: {"name": "test accuracy", "value": 0.87, "ci95": [0.81, 0.92], "n": 153,
   "source": "test/ folder, scored once" | "5-fold cross-validation",
-  "baselines": {"majority class": 0.41, "linear probe": 0.80}}
+  "baselines": {"majority class": 0.41, "linear probe": 0.80},
+  "baseline_notes": {name: how it was measured}, "same_as_model": [baselines that are this model itself]}
 - ``metrics``: {"accuracy", "accuracy_ci95", "balanced_accuracy", "balanced_accuracy_ci95", "f1_macro",
   "per_class": {cls: {"precision", "precision_ci95", "recall", "recall_ci95", "support"}},
   "confusion": [[int]] (rows true, columns predicted; class order = per_class order, else 0..k-1)}
@@ -143,8 +144,16 @@ def _headline(h: dict) -> str:
     rows = []
     if isinstance(h.get("value"), int | float):
         rows.append(("this model", h["value"], h.get("ci95"), True))
-    rows += [(name, v, None, False) for name, v in (h.get("baselines") or {}).items() if isinstance(v, int | float)]
-    return f'<div class="headline">{main}{bars_html(rows) if rows else ""}</div>'
+    itself = set(h.get("same_as_model") or [])
+    rows += [
+        (f"{name} (this model)" if name in itself else name, v, None, False)
+        for name, v in (h.get("baselines") or {}).items()
+        if isinstance(v, int | float)
+    ]
+    notes = "".join(
+        f'<p class="muted">{esc(name)}: {esc(note)}</p>' for name, note in (h.get("baseline_notes") or {}).items()
+    )
+    return f'<div class="headline">{main}{bars_html(rows) if rows else ""}</div>{notes}'
 
 
 def _metrics(m: dict) -> str:

@@ -78,23 +78,33 @@ def calibration_section(probs: torch.Tensor, labels: torch.Tensor, fit_probs=Non
     return out
 
 
-def headline_warnings(headline: dict) -> list[str]:
-    """Warnings about the headline: not clearly above a baseline (lower 95% bound below or near it)."""
+def baseline_shortfalls(headline: dict) -> list[tuple[str, str]]:
+    """(baseline name, warning) for each baseline the headline is not clearly above (its lower 95% bound below or
+    within NEAR_BASELINE of it); the baselines in `same_as_model` are the model itself and are skipped."""
     out = []
     ci = headline.get("ci95")
     value = headline.get("value")
+    itself = set(headline.get("same_as_model") or [])
     for name, base in (headline.get("baselines") or {}).items():
-        if not isinstance(base, int | float) or value is None:
+        if not isinstance(base, int | float) or value is None or name in itself:
             continue
         low = ci[0] if ci else value
         if low <= base + NEAR_BASELINE:
             where = "below" if (ci[1] if ci else value) < base else "not clearly above"
             out.append(
-                f"the model is {where} the {name} baseline: {headline.get('name', 'accuracy')} {100 * value:.1f}% "
-                f"(95% CI {100 * low:.1f}-{100 * (ci[1] if ci else value):.1f}%) vs {100 * base:.1f}% "
-                f"on {headline.get('n', '?')} images"
+                (
+                    name,
+                    f"the model is {where} the {name} baseline: {headline.get('name', 'accuracy')} {100 * value:.1f}% "
+                    f"(95% CI {100 * low:.1f}-{100 * (ci[1] if ci else value):.1f}%) vs {100 * base:.1f}% "
+                    f"on {headline.get('n', '?')} images",
+                )
             )
     return out
+
+
+def headline_warnings(headline: dict) -> list[str]:
+    """Warnings about the headline: not clearly above a baseline (lower 95% bound below or near it)."""
+    return [text for _, text in baseline_shortfalls(headline)]
 
 
 def scan_section(scan: dict) -> dict:

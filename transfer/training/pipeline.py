@@ -27,6 +27,7 @@ from transfer.model.heads import create_head
 from transfer.model.model_dir import load_model_dir, save_model_dir
 from transfer.training.crossval import crossvalidate_choice, selection_score
 from transfer.training.fit import TrainConfig, fit_classifier, predict_probs
+from transfer.training.probe_baseline import probe_baseline
 from transfer.training.regimes import Regime, apply_regime
 from transfer.training.report_data import FitEvidence, make_headline, write_fit_report
 from transfer.training.stage_probe import check_stages, probe_stages
@@ -64,6 +65,7 @@ class FitRequest:
     auto_budget_s: float | None = None  # regime=auto: seconds for the evidence (None: a default per device)
     cv_folds: int = 5  # no test/: the headline cross-validates the chosen regime over all images (0: off)
     resume: bool = False  # keep the finished (regime, seed) runs of a killed fit in out_dir (training/resume.py)
+    probe_baseline: bool = True  # the frozen linear probe on the headline's images, beside it (probe_baseline.py)
 
 
 def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
@@ -204,8 +206,8 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
 
 
 def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbone, started: float) -> dict:
-    """Honest numbers for the chosen model (intervals, majority baseline, test/ scored once, paired tests between
-    regimes), then metrics.json, predictions.csv and report.html in the run dir."""
+    """Honest numbers for the chosen model (intervals, majority and linear-probe baselines, test/ scored once, paired
+    tests between regimes), then metrics.json, predictions.csv and report.html in the run dir."""
     labels, classes = task.images.labels, list(task.images.classes)
     best = result.best
     train_labels = labels[torch.as_tensor(best.train_idx, dtype=torch.long)]
@@ -227,8 +229,11 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
         extra["crossval"] = cv.to_dict()
         extra["selection"] = selection_score(best.metrics, task.eval_name)
     best_summary = {"regime": best.regime, "seed": best.seed, **best.metrics}
+    scored = extra.get("test") or (cv.metrics if cv is not None else best.metrics)
+    probe = probe_baseline(req, task, best, cv, make_backbone, scored).to_dict()  # after the choice: a reference
+    extra["probe_baseline"] = probe
     extra["headline"] = make_headline(
-        best_summary, extra.get("test"), task.eval_name, len(result.runs), extra.get("crossval")
+        best_summary, extra.get("test"), task.eval_name, len(result.runs), extra.get("crossval"), probe
     )
     extra["classes"] = classes
     extra["wall_seconds"] = time.perf_counter() - started

@@ -2,7 +2,9 @@
 
 The headline is the test/ score when a test/ folder exists (scored once, by the chosen model); otherwise the chosen
 regime and seed cross-validated over every labelled image (crossval.py), or, with report.cv_folds=0, the held-out
-split the regime and seed were chosen on, and its name says so ("val accuracy, used to select: optimistic").
+split the regime and seed were chosen on, and its name says so ("val accuracy, used to select: optimistic"). Beside it,
+two baselines scored on the same images: the majority class of the training images, and the frozen linear probe
+(probe_baseline.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from transfer.eval.report_sections import (
 from transfer.eval.scoring import prediction_rows, write_rows_csv
 from transfer.model.calibration import save_temperature
 
+PROBE = "linear probe"  # headline.baselines key of probe_baseline.py's number
+
 
 @dataclass
 class FitEvidence:
@@ -43,8 +47,18 @@ class FitEvidence:
     cv_probs: torch.Tensor | None = None  # ... and their out-of-fold softmax
 
 
-def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int, crossval: dict | None = None) -> dict:
-    """{name, value, ci95, n, source, baselines}: the one number to quote, labelled with where it comes from."""
+def make_headline(
+    best: dict,
+    test: dict | None,
+    eval_name: str,
+    n_runs: int,
+    crossval: dict | None = None,
+    probe: dict | None = None,
+) -> dict:
+    """{name, value, ci95, n, source, baselines, baseline_notes, same_as_model}: the one number to quote, labelled
+    with where it comes from, beside the majority class and (with `probe`, probe_baseline.py's dict) the linear probe
+    on the same images. `same_as_model` names the baselines that are the chosen model itself (no warning compares a
+    model with itself)."""
     chosen = f"{best['regime']}, seed {best['seed']}"
     if test is not None:
         m, name = test, "test accuracy"
@@ -65,6 +79,13 @@ def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int, cr
         m, name = best, f"{eval_name} accuracy"
         source = f"the held-out {eval_name} split (one run: nothing was chosen on it); no test/ folder"
     baselines = {"majority class": m["majority_baseline"]} if "majority_baseline" in m else {}
+    notes, same = {}, []
+    if probe is not None:
+        notes[PROBE] = probe["note"]
+        if probe.get("accuracy") is not None:
+            baselines[PROBE] = probe["accuracy"]
+            if probe.get("same_as_model"):
+                same.append(PROBE)
     return {
         "name": name,
         "value": m["accuracy"],
@@ -72,6 +93,8 @@ def make_headline(best: dict, test: dict | None, eval_name: str, n_runs: int, cr
         "n": m["n"],
         "source": source,
         "baselines": baselines,
+        "baseline_notes": notes,
+        "same_as_model": same,
     }
 
 

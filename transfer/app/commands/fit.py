@@ -106,6 +106,7 @@ def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
         probe_stages=plain(cfg.study.probe_stages),
         auto_budget_s=cfg.auto.budget_s,
         cv_folds=int(cfg.report.cv_folds),
+        probe_baseline=bool(cfg.report.probe_baseline),
         resume=bool(cfg.get("resume", False)),
     )
 
@@ -192,27 +193,44 @@ def print_summary(report: dict, out_dir: Path) -> None:
 
 
 def headline_line(h: dict) -> str:
-    """'headline: test accuracy 0.870 (95% CI 0.810-0.920, 153 images; test/ folder, ...); majority class 0.410'."""
+    """'headline: test accuracy 0.870 (95% CI 0.810-0.920, 153 images; test/ folder, ...); baseline: majority class
+    0.410; linear probe 0.800' (a baseline that is the model itself says so)."""
     ci = h.get("ci95")
     ci_text = f"95% CI {ci[0]:.3f}-{ci[1]:.3f}, " if ci else ""
-    bases = "; ".join(f"{name} {v:.3f}" for name, v in (h.get("baselines") or {}).items())
+    itself = set(h.get("same_as_model") or [])
+    bases = "; ".join(
+        f"{name} {v:.3f}" + (" (the model itself)" if name in itself else "")
+        for name, v in (h.get("baselines") or {}).items()
+    )
     return f"headline: {h['name']} {h['value']:.3f} ({ci_text}{h['n']} images; {h['source']})" + (
         f"; baseline: {bases}" if bases else ""
     )
 
 
 def chance_warnings(report: dict) -> list[str]:
-    """The headline's baseline warnings, each with the likely cause."""
-    from transfer.eval.report_sections import headline_warnings
+    """The headline's baseline warnings, each with the likely cause for that baseline."""
+    from transfer.eval.report_sections import baseline_shortfalls
 
+    return [f"{w}; {_likely_cause(report, name)}." for name, w in baseline_shortfalls(report["headline"])]
+
+
+def _likely_cause(report: dict, baseline: str) -> str:
     regime = report["best"]["regime"]
+    if baseline == "linear probe":  # the frozen regime's head on the same features (training/probe_baseline.py)
+        if regime == "frozen":
+            return (
+                "likely cause: this head adds nothing measurable over a linear probe on the same frozen features; "
+                "head=softmax head.solver=lbfgs is that probe, and cheaper"
+            )
+        return (
+            f"likely cause: fine-tuning ({regime}) did not beat the linear probe on the frozen features, so it adds "
+            "nothing measurable here; consider regime=frozen (as good, and far cheaper)"
+        )
     if report.get("random_body") and regime == "frozen":
-        cause = "likely cause: backbone.pretrained=false with the frozen regime (random features); give weights"
-    elif report.get("random_body"):
-        cause = "likely cause: a randomly initialised body and few images; give pretrained weights"
-    else:
-        cause = "likely causes: too few images per class, labels that the images do not show, or a source too far off"
-    return [f"{w}; {cause}." for w in headline_warnings(report["headline"])]
+        return "likely cause: backbone.pretrained=false with the frozen regime (random features); give weights"
+    if report.get("random_body"):
+        return "likely cause: a randomly initialised body and few images; give pretrained weights"
+    return "likely causes: too few images per class, labels that the images do not show, or a source too far off"
 
 
 def auto_table(auto: dict):
