@@ -75,12 +75,21 @@ def recover_dir(path: str | Path) -> None:
             pid = _pid_of(leftover, kind)
             if pid is None or (pid != os.getpid() and not _pid_alive(pid)):
                 dead[kind].append(leftover)
-    olds = sorted(dead["old"], key=lambda p: p.stat().st_mtime, reverse=True)
+    olds = sorted(dead["old"], key=_mtime, reverse=True)
     if olds and not path.exists():
-        os.rename(olds.pop(0), path)
-        fsync_dir(path.parent)
+        with contextlib.suppress(OSError):  # another process (a DDP rank resuming too) may have put it back first
+            os.rename(olds[0], path)
+            fsync_dir(path.parent)
+        olds = olds[1:]
     for leftover in dead["tmp"] + olds:
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def user_umask() -> int:
