@@ -89,17 +89,18 @@ def test_run_record_read_back_only_with_complete_model_dir_and_same_key(tmp_path
 def test_resume_checkpoint_newest_loadable_and_skips_truncated(tmp_path):
     import torch
 
-    ckdir = tmp_path / "logs" / "checkpoints"
+    ckdir = tmp_path / "model.checkpoints"
     ckdir.mkdir(parents=True)
-    assert resume_checkpoint(tmp_path) is None and resume_checkpoint(None) is None
+    assert resume_checkpoint(ckdir) is None and resume_checkpoint(None) is None
     torch.save({"epoch": 1}, ckdir / "epoch=0-step=1.ckpt")
     old = time.time() - 100
     os.utime(ckdir / "epoch=0-step=1.ckpt", (old, old))
     torch.save({"epoch": 2}, ckdir / "epoch=1-step=2.ckpt")
-    assert resume_checkpoint(tmp_path) == str(ckdir / "epoch=1-step=2.ckpt")
+    torch.save({"state_dict": {}}, ckdir / "best.ckpt")  # the epoch selection's weights: nothing to resume from
+    assert resume_checkpoint(ckdir) == str(ckdir / "epoch=1-step=2.ckpt")
     data = (ckdir / "epoch=1-step=2.ckpt").read_bytes()
     (ckdir / "epoch=1-step=2.ckpt").write_bytes(data[: len(data) // 2])  # killed while saving
-    assert resume_checkpoint(tmp_path) == str(ckdir / "epoch=0-step=1.ckpt")
+    assert resume_checkpoint(ckdir) == str(ckdir / "epoch=0-step=1.ckpt")
 
 
 STUDY = ("study.regimes=[frozen,partial]", "study.seeds=[0]", "trainer.max_epochs=3", "source=null")

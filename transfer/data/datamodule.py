@@ -1,10 +1,12 @@
 """The DataModule: in-RAM uint8 images -> augmented, normalised batches.
 
 The pixels were decoded once (pixels.py); persistent workers augment tensors, so no epoch after the first
-touches a JPEG. An error in a worker names the image it came from. Under DDP the validation loader Lightning runs is
-sharded without padding (samplers.py), so the synced val metrics count every image once; `whole_val_dataloader` is
-the unsharded set for scoring after training. `train_batches` replaces the training loader with any sized iterable of
-ready (x, y) batches (device_batches.py: the pixel store on the GPU).
+touches a JPEG. An error in a worker names the image it came from. The training order and each image's augmentation
+are drawn from (seed, epoch) (samplers.EpochShuffle), so they depend neither on the number of workers nor on
+whether the fit was resumed from a checkpoint; no loader draws from the global random stream. Under DDP the
+validation loader Lightning runs is sharded without padding (samplers.py), so the synced val metrics count every
+image once; `whole_val_dataloader` is the unsharded set for scoring after training. `train_batches` replaces the
+training loader with any sized iterable of ready (x, y) batches (device_batches.py: the pixel store on the GPU).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transfer.data.labelled import LabelledImages
-from transfer.data.samplers import UnpaddedDistributedSampler
+from transfer.data.samplers import EpochShuffle, UnpaddedDistributedSampler
 
 
 class TransformDataset(Dataset):
@@ -29,11 +31,25 @@ class TransformDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`key`: an index, or (index, seed) from EpochShuffle: the transform then draws from that seed alone."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
         try:
-            return self.transform(self.images.pixels[i]), self.images.labels[i]
+            pixels = self.images.pixels[i]
+            x = self.transform(pixels) if seed is None else _seeded(seed, self.transform, pixels)
+            return x, self.images.labels[i]
         except Exception as e:
             raise RuntimeError(f"{self.images.names[i]}: {type(e).__name__}: {e} (while transforming it)") from e
+
+
+def _seeded(seed: int, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """fn(x) with torch's CPU generator seeded `seed`; the caller's stream (dropout, mixup) is put back after."""
+    state = torch.get_rng_state()
+    torch.default_generator.manual_seed(seed)
+    try:
+        return fn(x)
+    finally:
+        torch.set_rng_state(state)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -55,35 +71,41 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory  # True only to feed a GPU
         self.train_batches = train_batches
+        self.train_sampler = EpochShuffle(len(train), seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch `epoch`'s training order and augmentation come from (seed, epoch) (training/resumable.py)."""
+        self.train_sampler.set_epoch(epoch)
+        if hasattr(self.train_batches, "set_epoch"):
+            self.train_batches.set_epoch(epoch)
 
     @property
     def num_classes(self) -> int:
         return len(self.train_images.classes)
 
-    def _loader(self, ds: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, ds: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle if sampler is None else None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # workers (and their view of the pixel store) live across epochs
             pin_memory=self.pin_memory,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds: never a draw from the global stream
             drop_last=False,
         )
 
     def train_dataloader(self) -> DataLoader | Iterable:
         if self.train_batches is not None:
             return self.train_batches
-        return self._loader(TransformDataset(self.train_images, self.train_transform), shuffle=True)
+        return self._loader(TransformDataset(self.train_images, self.train_transform), self.train_sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         """Lightning's in-loop validation: under DDP each rank a disjoint shard, no image twice."""
         if self.val_images is None or len(self.val_images) == 0:
             return []
         ds = TransformDataset(self.val_images, self.eval_transform)
-        return self._loader(ds, shuffle=False, sampler=_val_sampler(ds) if self._trainer_running() else None)
+        return self._loader(ds, _val_sampler(ds) if self._trainer_running() else None)
 
     def _trainer_running(self) -> bool:
         """Lightning is asking for its in-loop loader (a fit in progress), not a caller scoring after training."""
@@ -96,7 +118,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Every validation image on this rank, in order (scoring after training; never sharded)."""
         if self.val_images is None or len(self.val_images) == 0:
             return []
-        return self._loader(TransformDataset(self.val_images, self.eval_transform), shuffle=False)
+        return self._loader(TransformDataset(self.val_images, self.eval_transform))
 
 
 def _val_sampler(ds: Dataset) -> Sampler | None:

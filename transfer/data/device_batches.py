@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from transfer.backbones.base import Preprocessing
 from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
+from transfer.data.samplers import epoch_seed
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def augment_batch(
 
 class DeviceBatches:
     """A sized iterable of (x, y) training batches from a pixel store held on `device`: a drop-in for Lightning's
-    train dataloader (one `iter` per epoch; seeded, so two runs with one seed see the same batches)."""
+    train dataloader (one `iter` per epoch; seeded, so two runs with one seed see the same batches). `set_epoch(e)`
+    restarts the draws from (seed, e), so epoch e is the same batches in a run resumed from a checkpoint."""
 
     def __init__(
         self,
@@ -166,8 +168,12 @@ class DeviceBatches:
         self.labels = images.labels.to(self.device)
         self.pre, self.augment, self.batch_size = pre, augment, batch_size
         self.shuffle, self.channels_last = shuffle, channels_last
+        self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)  # CPU: boxes and flips are a few numbers per image
         self.description = f"pixels on {self.device} ({format_bytes(self.pixels.nbytes)}), augmented there"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.gen.manual_seed(epoch_seed(self.seed, epoch))
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transfer.atomic import crash_point
 from transfer.errors import UserError
 from transfer.features.key import FORMAT
 
@@ -177,6 +178,7 @@ class ShardStore:
             atomic_write(self.dir / f"{shard}.json", lambda f: f.write(json.dumps(manifest).encode()))
         except OSError as e:
             raise cache_error(self.root, f"write {self.dir}", e) from None
+        crash_point("features.shard")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

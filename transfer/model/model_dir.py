@@ -2,8 +2,10 @@
 
 `predict` and `evaluate` load model dirs, never Hydra configs. A model dir is written whole into a hidden sibling,
 fsynced, then renamed into place, so a kill at any moment leaves the previous complete dir or the new one (or,
-between the two renames of a replacement, the previous one intact beside it as `.<name>.old-*`): never new
-weights with an old card, never a half-written file. Files get the user's umask (safetensors alone makes 0600).
+between the two renames of a replacement, the previous one intact beside it as `.<name>.old-<pid>-*`): never new
+weights with an old card, never a half-written file. The next install of that path (and `resume=true`, through
+training/resume.py) puts such a previous dir back and removes a dead process's temp sibling (atomic.recover_dir).
+Files get the user's umask (safetensors alone makes 0600).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from transfer import __version__
-from transfer.atomic import fsync_dir, user_umask
+from transfer.atomic import crash_point, fsync_dir, recover_dir, user_umask
 from transfer.backbones.base import Preprocessing
 from transfer.errors import UserError
 from transfer.model.classifier import Classifier
@@ -81,6 +83,7 @@ def copy_model_dir(src: str | Path, dst: str | Path) -> Path:
                 shutil.copyfile(f, tmp / f.name)
             elif f.is_dir():
                 shutil.copytree(f, tmp / f.name)
+            crash_point("model_dir.copy")
 
     _install(dst, write)
     return dst
@@ -89,10 +92,11 @@ def copy_model_dir(src: str | Path, dst: str | Path) -> Path:
 def _install(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` fills a hidden sibling of `path`; fsync and chmod it, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     mask = user_umask()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        recover_dir(path)  # what a killed install of this path left: the previous dir back, dead temp dirs gone
         tmp.mkdir()
         write(tmp)
         for f in tmp.rglob("*"):
@@ -101,8 +105,10 @@ def _install(path: Path, write: Callable[[Path], None]) -> None:
                 fsync_dir(f)
         os.chmod(tmp, 0o777 & ~mask)
         fsync_dir(tmp)
+        crash_point("model_dir.before_rename")
         if path.exists():
             os.rename(path, old)  # the previous dir stays whole, aside, until the new one is in
+            crash_point("model_dir.between_renames")
         os.rename(tmp, path)
         fsync_dir(path.parent)
     except OSError as e:

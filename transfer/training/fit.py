@@ -42,6 +42,13 @@ from transfer.training.module import TransferModule
 from transfer.training.optim import OptimizerSpec, SchedulerSpec
 from transfer.training.probe import fit_linear_probe, probe_predict_proba
 from transfer.training.regimes import Regime, apply_regime
+from transfer.training.resumable import (
+    EpochCheckpoint,
+    EpochSeeds,
+    earlier_log,
+    quiet_resume_warnings,
+    restore_earlier_log,
+)
 from transfer.training.resume import resume_checkpoint
 from transfer.training.selection import MIN_SELECT_PER_CLASS, EpochSelection, inner_split
 
@@ -62,7 +69,8 @@ class TrainConfig:
     features: FeatureConfig | None = None  # frozen regime: the feature cache (None: defaults, cached on disk)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     solver: str = "lbfgs"  # heads on cached features: lbfgs (linear heads) | sgd
-    resume: bool = False  # a single run continues from the newest complete Lightning checkpoint in its run dir
+    resume: bool = False  # a fine-tune continues from the newest complete epoch checkpoint in `checkpoint_dir`
+    checkpoint_dir: str | None = None  # a fine-tune's epoch checkpoints (resume.py); None: none kept
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     selection: EpochSelection = field(default_factory=EpochSelection)  # which epoch is kept (module docstring)
     select_on: str = "inner"  # inner: a split of train chooses the epoch | val: `val` does (it is not reported)
@@ -106,7 +114,8 @@ def make_trainer(
     has_checkpoint = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     kwargs = {
         "max_epochs": cfg.max_epochs,
-        "logger": CSVLogger(str(out_dir), name="logs", version="") if out_dir else False,
+        # flushed at every logging step (epoch ends: the module logs per epoch), so a kill keeps the curves so far
+        "logger": CSVLogger(str(out_dir), name="logs", version="", flush_logs_every_n_steps=1) if out_dir else False,
         "enable_checkpointing": out_dir is not None or has_checkpoint,
         "default_root_dir": str(out_dir) if out_dir else None,
         "enable_model_summary": False,
@@ -308,9 +317,12 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
     train_tf, eval_tf = build_train_transform(pre, augment, pca), build_eval_transform(pre)
     loop_val = select if select is not None else (val if cfg.validate_each_epoch else None)
     best_epoch = None
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     with tempfile.TemporaryDirectory(prefix="transfer-best-") as tmp:
-        callbacks = _selection_callbacks(cfg.selection, Path(out_dir or tmp) / "checkpoints") if select else []
-        trainer = make_trainer(run_cfg, out_dir, quiet, callbacks)
+        selection = _selection_callbacks(cfg.selection, ckpt_dir or Path(tmp)) if select else []
+        seeds = EpochSeeds(cfg.seed)  # every epoch's random draws from (seed, epoch): a resumed fit ends the same
+        resumable = [seeds, *([EpochCheckpoint(ckpt_dir)] if ckpt_dir else [])]  # after the selection's checkpoint
+        trainer = make_trainer(run_cfg, out_dir, quiet, selection + resumable)
         batches = None
         if plan.device == "cuda":  # small data: the uint8 pixels live on the GPU and are augmented there
             batches, _ = device_train_batches(
@@ -334,15 +346,20 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, augment, cfg, ou
             pin_memory=plan.pin_memory,
             train_batches=batches,
         )
+        seeds.targets.append(dm)
         prepare_module(module, plan.channels_last, plan.compile)
-        ckpt = resume_checkpoint(out_dir) if cfg.resume and out_dir is not None else None
+        ckpt = resume_checkpoint(ckpt_dir) if cfg.resume else None
+        quiet_resume_warnings(bool(ckpt))
+        earlier = earlier_log(out_dir) if ckpt and out_dir is not None else []
         if loop_val is not None and len(loop_val):
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         else:
             trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt)
+        if earlier and trainer.is_global_zero:
+            restore_earlier_log(out_dir, earlier)
         restore_memory_format(module)
-        if callbacks:
-            best_epoch = _restore_best(module, callbacks[0])
+        if selection:
+            best_epoch = _restore_best(module, selection[0])
     val_dl = ImageDataModule(train, val, train_tf, eval_tf, cfg.batch_size, 0).whole_val_dataloader()
     probs = predict_probs(Classifier(backbone, head), val_dl, _device_of(trainer)) if val_dl else None
     return probs, best_epoch

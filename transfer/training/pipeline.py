@@ -109,6 +109,8 @@ def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
 
 def run_fit(req: FitRequest, started: float | None = None) -> dict:
     started = started or time.perf_counter()
+    if is_rank_zero():  # until this fit is reported, the run dir claims no finished fit (a resume rewrites it)
+        (req.out_dir / "metrics.json").unlink(missing_ok=True)
     regimes, augment, train_cfg = req.regimes, req.augment, req.train
     name, kwargs = req.backbone.name, req.backbone.kwargs
     weights, pretrained = req.backbone.weights, req.backbone.pretrained

@@ -3,20 +3,30 @@
 Each finished (regime, seed) run leaves its model dir (written whole, model_dir.save_model_dir) and then, beside it,
 `<model dir>.run.json` (written whole, transfer.atomic): its metrics, split and held-out probabilities. The record
 is written last, so its presence with a complete model dir means the run finished; a record whose key (regime,
-seed, backbone, head, classes, split) differs from the resumed config is ignored and the run is redone.
+seed, backbone, head, classes, split) differs from the resumed config is ignored and the run is redone. A fit
+without `resume` forgets every record first (`forget_runs`), so a later resume never mixes two configs' runs.
+
+While a fine-tune is unfinished, `<model dir>.checkpoints/` holds its newest complete epoch checkpoint (and
+`best.ckpt`, the epoch selection's), with the run's key in `key.json`: a resumed run continues from it when the key
+matches, and the folder is removed once the run's record is written. Every epoch draws its randomness from (seed,
+epoch) (training/resumable.py), so the resumed run ends where the uninterrupted one does.
 Kept free of torch imports: the CLI's Ctrl-C message lists the finished runs without loading torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
-from transfer.atomic import write_text_atomic
+from transfer.atomic import recover_dir, write_text_atomic
 
 RECORD_SUFFIX = ".run.json"
+CHECKPOINTS_SUFFIX = ".checkpoints"
 FORMAT = "transfer.run_record/1"
+BEST = "best.ckpt"  # the epoch selection's weights-only checkpoint (training/fit.py), not a state to resume from
 
 
 def record_path(model_dir: str | Path) -> Path:
@@ -37,7 +47,9 @@ def write_run_record(model_dir: str | Path, key: dict, result: dict) -> Path:
 
 
 def read_run_record(model_dir: str | Path, key: dict) -> dict | None:
-    """The finished run's record when its model dir is complete and its key is `key`; None: run it (again)."""
+    """The finished run's record when its model dir is complete and its key is `key`; None: run it (again).
+    A model dir a kill left aside mid-replacement is put back first (atomic.recover_dir)."""
+    recover_dir(model_dir)
     path = record_path(model_dir)
     if not model_dir_complete(model_dir) or not path.is_file():
         return None
@@ -61,6 +73,43 @@ def completed_runs(out_dir: str | Path) -> list[str]:
     return found
 
 
+def checkpoints_path(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + CHECKPOINTS_SUFFIX)
+
+
+def _key_matches(ckpt_dir: Path, key: dict) -> bool:
+    try:
+        return json.loads((ckpt_dir / "key.json").read_text(encoding="utf-8")) == json.loads(json.dumps(key))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def prepare_checkpoints(ckpt_dir: str | Path, key: dict, resume: bool) -> None:
+    """Make `ckpt_dir` the checkpoint folder of the run `key`: kept when resuming that same run, else emptied."""
+    ckpt_dir = Path(ckpt_dir)
+    if not (resume and _key_matches(ckpt_dir, key)):
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(ckpt_dir / "key.json", json.dumps(key) + "\n")
+
+
+def discard_checkpoints(ckpt_dir: str | Path) -> None:
+    """The run is recorded: its checkpoints can only cost disk from now on."""
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def forget_runs(out_dir: str | Path) -> None:
+    """A fit that does not resume starts over: the records and checkpoints of earlier runs in `out_dir` stop counting
+    (their model dirs stay, whole, until the new runs replace them)."""
+    out_dir = Path(out_dir)
+    for rec in [*out_dir.glob(f"models/*{RECORD_SUFFIX}"), *out_dir.glob(f"model{RECORD_SUFFIX}")]:
+        with contextlib.suppress(OSError):
+            rec.unlink()
+    for ckpts in [*out_dir.glob(f"models/*{CHECKPOINTS_SUFFIX}"), *out_dir.glob(f"model{CHECKPOINTS_SUFFIX}")]:
+        discard_checkpoints(ckpts)
+
+
 def _loadable(ckpt: Path) -> bool:
     """torch.save writes a zip: a checkpoint cut off mid-write has no central directory and fails to open."""
     try:
@@ -70,12 +119,12 @@ def _loadable(ckpt: Path) -> bool:
         return False
 
 
-def resume_checkpoint(out_dir: str | Path | None) -> str | None:
-    """The newest complete Lightning checkpoint of a single run in `out_dir` (logs/checkpoints/*.ckpt), for
+def resume_checkpoint(ckpt_dir: str | Path | None) -> str | None:
+    """The newest complete epoch checkpoint in `ckpt_dir` (a run's `.checkpoints` folder), for
     `trainer.fit(..., ckpt_path=...)`; None when there is none (train from the start). A truncated file is skipped."""
-    if out_dir is None:
+    if ckpt_dir is None:
         return None
-    ckpts = [p for p in Path(out_dir).glob("**/checkpoints/*.ckpt") if p.is_file()]
+    ckpts = [p for p in Path(ckpt_dir).glob("*.ckpt") if p.is_file() and p.name != BEST]
     for ckpt in sorted(ckpts, key=lambda p: p.stat().st_mtime, reverse=True):
         if _loadable(ckpt):
             return str(ckpt)

@@ -25,7 +25,16 @@ from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.training.fit import TrainConfig, fit_classifier
 from transfer.training.regimes import Regime
-from transfer.training.resume import read_run_record, write_run_record
+from transfer.training.resume import (
+    checkpoints_path,
+    discard_checkpoints,
+    forget_runs,
+    prepare_checkpoints,
+    read_run_record,
+    record_path,
+    resume_checkpoint,
+    write_run_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +100,13 @@ def run_study(
 ) -> StudyResult:
     """Every regime x seed; models saved under out_dir/models/ (or out_dir/model for a single run).
 
-    With `resume`, a run whose model dir and record (training/resume.py) are complete is read back, not retrained.
+    With `resume`, a run whose model dir and record (training/resume.py) are complete is read back, not retrained,
+    and a fine-tune killed mid-way continues from its newest epoch checkpoint; without, earlier records are forgotten.
     """
     single = len(regimes) * len(seeds) == 1
     result = StudyResult()
+    if not resume and is_rank_zero():
+        forget_runs(out_dir)
     head_args = {k: v for k, v in head_spec.items() if k != "name"}
     with quiet_per_run_logs(quiet and not single):
         for regime in regimes:
@@ -119,7 +131,21 @@ def run_study(
                 backbone = make_backbone(regime)
                 head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
                 log_dir = out_dir if single else None
-                cfg = TrainConfig(**{**train_cfg.__dict__, "seed": seed, "validate_each_epoch": single})
+                ckpt_dir = checkpoints_path(mdir)
+                if is_rank_zero():
+                    record_path(mdir).unlink(missing_ok=True)  # a record stands only beside the model dir it describes
+                    prepare_checkpoints(ckpt_dir, key, resume)  # a killed fine-tune of this very run: kept
+                if resume and (ckpt := resume_checkpoint(ckpt_dir)):
+                    log.info("resume: %s continues from its checkpoint %s", run_name, Path(ckpt).name)
+                cfg = TrainConfig(
+                    **{
+                        **train_cfg.__dict__,
+                        "seed": seed,
+                        "validate_each_epoch": single,
+                        "resume": resume,
+                        "checkpoint_dir": str(ckpt_dir),
+                    }
+                )
                 fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
                 metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
                 if is_rank_zero():
@@ -150,6 +176,7 @@ def run_study(
                             "probs_dtype": str(probs.dtype).removeprefix("torch.") if probs is not None else None,
                         },
                     )
+                    discard_checkpoints(ckpt_dir)
                 run = RunResult(
                     regime.name,
                     seed,

@@ -1,0 +1,99 @@
+"""What makes a fine-tune killed at any epoch and resumed (`resume=true`) end exactly where an uninterrupted one does.
+
+A Lightning checkpoint restores weights, optimiser, schedule, loop counters and callback state, but not random
+streams: a restarted process would shuffle, augment and drop out differently from epoch k on. So every epoch starts
+its streams from (seed, epoch) (`EpochSeeds`): Python's, NumPy's and torch's global generators, the training order
+and each image's augmentation (data/samplers.EpochShuffle) or the on-device batches (data/device_batches.py).
+`EpochCheckpoint` writes the full state at the end of every epoch, after the epoch selection's own checkpoint, and
+deletes the previous file only once the new one is written, so a kill mid-write still leaves a complete one.
+A single run's CSV log (the curves) is started over by Lightning's logger on resume: `earlier_log` reads it first
+and `restore_earlier_log` puts the epochs before the resume point back in front.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from transfer.atomic import crash_point
+from transfer.data.samplers import epoch_seed
+from transfer.eval.scoring import write_rows_csv
+
+LOG = Path("logs") / "metrics.csv"
+
+
+class EpochSeeds(pl.Callback):
+    """Reseed every random stream at the start of each training epoch from (seed, epoch); `targets` (objects with
+    `set_epoch`, e.g. the ImageDataModule) are told the epoch too."""
+
+    def __init__(self, seed: int, targets: list | None = None) -> None:
+        self.seed = int(seed)
+        self.targets = list(targets or [])
+
+    def _set_epoch(self, epoch: int) -> None:
+        for target in self.targets:
+            target.set_epoch(epoch)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning creates the first epoch's loader (workers start fetching) before it calls set_epoch: after a
+        # resume that first epoch is not 0, so the sampler must know it now
+        self._set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        seed = epoch_seed(self.seed, epoch)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)  # the CPU generator and every CUDA device's
+        self._set_epoch(epoch)
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """The whole training state after every epoch in `dirpath` (`epoch=E-step=S.ckpt`, the newest one kept)."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(
+            dirpath=str(dirpath),
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        crash_point("training.epoch_checkpoint")
+
+
+def quiet_resume_warnings(resuming: bool) -> None:
+    """Lightning warns that a run's checkpoint folder is not empty (it holds key.json, or the checkpoint resumed
+    from) and, on a resume, that the CSV log will be started over (restore_earlier_log puts its earlier rows back)."""
+    warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+    if resuming:
+        warnings.filterwarnings("ignore", "Experiment logs directory .* exists and is not empty")
+
+
+def earlier_log(out_dir: str | Path) -> list[dict]:
+    """The rows of a run's CSV log (Lightning's CSVLogger deletes the file when a resumed fit starts logging)."""
+    path = Path(out_dir) / LOG
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def restore_earlier_log(out_dir: str | Path, earlier: list[dict]) -> None:
+    """The resumed fit's log, preceded by the earlier rows of the epochs it did not run again."""
+    rows = earlier_log(out_dir)
+    first = min((float(r["epoch"]) for r in rows if r.get("epoch")), default=float("inf"))
+    kept = [r for r in earlier if r.get("epoch") and float(r["epoch"]) < first]
+    if kept:
+        write_rows_csv(kept + rows, Path(out_dir) / LOG)
