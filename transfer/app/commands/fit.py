@@ -187,7 +187,7 @@ def print_summary(report: dict, out_dir: Path) -> None:
     print(f"report:  {out_dir / 'report.html'}")
     if (out_dir / "summary.md").is_file():
         print(f"runs:    {out_dir / 'summary.md'}  (one row per regime and seed, with 95% intervals)")
-    print(f"metrics: {out_dir / 'metrics.json'}  (predictions.csv, {plots} beside it)")
+    print(f"metrics: {out_dir / 'metrics.json'}  (predictions.csv{', ' + plots if plots else ''} beside it)")
     print(f"predict: python -m transfer command=predict model={model_dir} images=<file or folder>")
     print(f"wall time: {report['wall_seconds']:.1f}s")
 
