@@ -220,9 +220,7 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
         data["gallery"] = gallery_section(probs, part.labels, part.classes, part.names, part.pixels)
         fit_probs = ev.eval_probs if on_test else None  # a temperature only from val/, when the headline is test/
         fit_labels = ev.images.labels[ev.eval_idx] if on_test else None
-        data["calibration"] = cal = calibration_section(probs, part.labels, fit_probs, fit_labels)
-        if cal["temperature"] and (out_dir / "model").is_dir():  # fitted on val/, the headline on test/
-            save_temperature(out_dir / "model", cal["temperature"], ev.eval_name, cal["ece"], cal["ece_after"])
+        data["calibration"] = calibration_section(probs, part.labels, fit_probs, fit_labels)
     scan_file = out_dir / "scan_report.json"
     if scan_file.is_file():
         data["scan"] = scan_section(json.loads(scan_file.read_text(encoding="utf-8")))
@@ -242,4 +240,8 @@ def write_fit_report(report: dict, out_dir: Path, ev: FitEvidence) -> Path:
     """predictions.csv and report.html in the run dir; returns the page's path."""
     out_dir = Path(out_dir)
     write_rows_csv(prediction_table(ev), out_dir / "predictions.csv")
-    return write_report(fit_page_data(report, out_dir, ev), out_dir / "report.html")
+    data = fit_page_data(report, out_dir, ev)
+    cal = data.get("calibration") or {}
+    if cal.get("temperature") and (out_dir / "model").is_dir():  # fitted on val/, the headline on test/
+        save_temperature(out_dir / "model", cal["temperature"], ev.eval_name, cal["ece"], cal["ece_after"])
+    return write_report(data, out_dir / "report.html")
