@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from transfer.backbones.base import Preprocessing
 from transfer.backbones.factory import create_backbone
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import store_size
 from transfer.model.classifier import Classifier

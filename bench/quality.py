@@ -74,7 +74,7 @@ def held_out_correct(run_dir: Path, eval_split: str) -> np.ndarray:
 def run_regime(base: list[str], regime: str, out_dir: Path) -> dict:
     """One run_fit under `regime`; its held-out accuracy, interval, wall time (and source pretraining's share)."""
     from transfer.eval.stats import bootstrap_ci
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     req = request([*base, f"regime={regime}"], out_dir)
     start = time.perf_counter()
@@ -150,7 +150,7 @@ def frozen_setup(base: list[str], out_dir: Path, source_model: str | None):
     from dataclasses import replace
 
     from transfer.backbones.factory import create_backbone
-    from transfer.training.pipeline import BackboneChoice, load_task
+    from transfer.studies.fit import BackboneChoice, load_task
     from transfer.training.regimes import apply_regime
 
     req = request([*base, "regime=frozen"], out_dir)

@@ -42,7 +42,7 @@ def study(overrides: list[str], out_dir: Path) -> tuple[dict, float]:
     """One digits study; its report and wall time."""
     from transfer.app.commands.fit import build_request
     from transfer.app.compose import compose
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     req = build_request(compose(overrides), out_dir, quiet=True)
     start = time.perf_counter()

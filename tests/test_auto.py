@@ -7,8 +7,8 @@ import torch
 
 from tests.requests import fit_request
 from tests.synthetic import write_image_folder
-from transfer.training.auto import _decide
-from transfer.training.pipeline import run_fit
+from transfer.studies.auto import _decide
+from transfer.studies.fit import run_fit
 
 
 def test_the_most_accurate_wins_ties_go_cheaper_and_the_paired_test_is_said():

@@ -218,7 +218,7 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
 
     from tests.requests import fit_request
     from tests.synthetic import write_image_folder
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     write_user_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -257,7 +257,7 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
 def test_real_lightning_checkpoint_gives_its_backbone_weights(tmp_path):
     """A checkpoint Lightning wrote while fine-tuning (weights_only=True loads it) chains into a new backbone."""
     from tests.synthetic import write_image_folder
-    from transfer.data.augment import AugmentConfig
+    from transfer.data.config import AugmentConfig
     from transfer.data.labelled import LabelledImages
     from transfer.data.pixels import scan_and_decode
     from transfer.model.heads import create_head

@@ -9,7 +9,7 @@ import torch
 from features_helpers import lenet
 from torch import nn
 
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
 from transfer.training.fit import TrainConfig, fit_classifier, selection_split
 from transfer.training.head_engine import HeadTraining, fit_heads, predict_heads

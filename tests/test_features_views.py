@@ -7,7 +7,7 @@ import torch
 from features_helpers import images, lenet
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.distributed import shard_for_rank
 from transfer.errors import UserError
 from transfer.features import CacheStats, FeatureCache, FeatureConfig

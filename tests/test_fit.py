@@ -9,7 +9,7 @@ import pytest
 
 from tests.requests import fit_request
 from tests.synthetic import save_random_timm_weights, write_image_folder
-from transfer.training.pipeline import run_fit
+from transfer.studies.fit import run_fit
 
 
 def test_reduced_digits_study_transfers_above_chance(tmp_path):

@@ -15,7 +15,7 @@ from tests.requests import fit_request
 from tests.synthetic import pattern_image, write_image_folder
 from transfer.data.splits import stratified_split
 from transfer.errors import UserError
-from transfer.training.crossval import fold_count, stratified_folds
+from transfer.studies.crossval import fold_count, stratified_folds
 
 
 def write_imbalanced_folder(root: Path, counts: dict[str, int], seed: int = 0, size=(32, 32)) -> Path:
@@ -77,7 +77,7 @@ def _overrides(root: Path, tmp_path: Path, *more: str) -> list[str]:
 
 @pytest.mark.slow
 def test_an_imbalanced_fit_scores_every_class_and_cross_validates_every_image_once(tmp_path, capsys):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     root = write_imbalanced_folder(tmp_path / "data", {"common": 100, "rare": 2})
     out = tmp_path / "run"
@@ -115,7 +115,7 @@ def test_an_imbalanced_fit_scores_every_class_and_cross_validates_every_image_on
 
 
 def test_without_test_folder_the_headline_cross_validates_every_image_once(tmp_path):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     root = write_image_folder(tmp_path / "data", n=4, size=(32, 32))
     report = run_fit(fit_request(tmp_path / "run", *_overrides(root, tmp_path, "trainer.max_epochs=1")))
@@ -131,7 +131,7 @@ def test_without_test_folder_the_headline_cross_validates_every_image_once(tmp_p
 
 
 def test_with_a_test_folder_the_headline_is_test_and_nothing_is_cross_validated(tmp_path, capsys):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     for split, n, seed in (("train", 4, 0), ("val", 2, 1), ("test", 2, 2)):
         write_image_folder(tmp_path / "data" / split, n=n, seed=seed, size=(32, 32))
@@ -142,7 +142,7 @@ def test_with_a_test_folder_the_headline_is_test_and_nothing_is_cross_validated(
 
 
 def test_a_val_folder_missing_a_class_is_warned_in_the_fit_output(tmp_path, capsys):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     write_image_folder(tmp_path / "data" / "train", n=4, size=(32, 32))
     write_image_folder(tmp_path / "data" / "val", classes=("misty", "neither"), n=2, seed=1, size=(32, 32))
@@ -180,7 +180,7 @@ def test_learning_curve_command_prints_four_points_and_the_sentence_and_writes_i
 
 
 def test_learning_curve_engine_scores_nested_parts_on_the_same_images(tmp_path):
-    from transfer.training.learning_curve_study import run_learning_curve
+    from transfer.studies.learning_curve import run_learning_curve
 
     root = write_image_folder(tmp_path / "data", n=8, size=(32, 32))
     req = fit_request(tmp_path / "run", *_overrides(root, tmp_path, "trainer.max_epochs=1"))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from transfer.atomic import write_bytes_atomic, write_text_atomic
-from transfer.training.resume import completed_runs, read_run_record, resume_checkpoint, write_run_record
+from transfer.studies.resume import completed_runs, read_run_record, write_run_record
+from transfer.training.resumable import resume_checkpoint
 
 
 def _umask() -> int:
@@ -113,7 +114,7 @@ def _table(report: dict) -> dict:
 @pytest.mark.slow
 def test_resume_reruns_only_the_killed_run_and_matches_uninterrupted(tmp_path):
     from tests.requests import fit_request
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     full = run_fit(fit_request(tmp_path / "a", *STUDY))
     run = tmp_path / "b"

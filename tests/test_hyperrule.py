@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from features_helpers import lenet
 from torch import nn
 
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
 from transfer.training.fit import TrainConfig, fit_classifier
 from transfer.training.hyperrule import apply_hyperrule, global_batch, hyperrule

@@ -237,7 +237,7 @@ def test_next_install_of_a_path_recovers_it_first(tmp_path):
 
 
 def test_resume_reads_a_record_whose_model_dir_a_kill_left_aside(tmp_path):
-    from transfer.training.resume import read_run_record, write_run_record
+    from transfer.studies.resume import read_run_record, write_run_record
 
     pid = _dead_pid()
     mdir = tmp_path / "models" / "frozen-seed0"
@@ -324,7 +324,7 @@ def test_device_batches_restart_from_seed_and_epoch():
     import torch
 
     from transfer.backbones.base import Preprocessing
-    from transfer.data.augment import AugmentConfig
+    from transfer.data.config import AugmentConfig
     from transfer.data.device_batches import DeviceBatches
 
     pre = Preprocessing(input_size=(3, 8, 8), crop_pct=1.0)
@@ -347,7 +347,7 @@ def test_single_run_stopped_after_an_epoch_resumes_to_the_same_model_and_curves(
 
     import transfer.training.resumable as resumable
     from tests.requests import fit_request
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     args = ("regime=partial", "data.shots=25", "trainer.max_epochs=3", "report.cv_folds=0")
     full = run_fit(fit_request(tmp_path / "full", *args))

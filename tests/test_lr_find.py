@@ -34,7 +34,7 @@ def test_lr_find_on_digits_writes_plot_json_and_the_override(run_cli, tmp_path):
 @pytest.mark.slow
 def test_find_lr_keeps_the_body_at_its_fraction_of_the_head(tmp_path):
     from tests.requests import fit_request
-    from transfer.training.lr_find import LrSweep, find_lr_for_request
+    from transfer.studies.lr_find import LrSweep, find_lr_for_request
 
     req = fit_request(tmp_path, "regime=full", "regime.body_lr_factor=0.1", "source=null", "data.shots=4")
     result = find_lr_for_request(req, req.regimes[0], LrSweep(min_lr=1e-4, max_lr=1.0, num_training=20))
@@ -76,7 +76,7 @@ def test_fit_command_drops_lr_find_keys_and_quotes():
 
 
 def test_smoothing_is_centred_and_skips_non_finite_steps():
-    from transfer.training.lr_find import smooth_losses
+    from transfer.studies.lr_find import smooth_losses
 
     assert smooth_losses([1.0, 2.0, 3.0, 4.0, 5.0], window=3) == [1.5, 2.0, 3.0, 4.0, 4.5]
     out = smooth_losses([1.0, float("nan"), 3.0], window=3)
@@ -84,7 +84,7 @@ def test_smoothing_is_centred_and_skips_non_finite_steps():
 
 
 def test_steepest_descent_is_per_decade_and_skips_the_first_steps():
-    from transfer.training.lr_find import steepest_descent
+    from transfer.studies.lr_find import steepest_descent
 
     lrs = [10 ** (-6 + k / 10) for k in range(61)]  # 1e-6 .. 1, ten steps a decade
     losses = [1 - math.tanh(2 * (math.log10(lr) + 2)) for lr in lrs]  # falls fastest at 1e-2 (step 40)

@@ -13,7 +13,7 @@ from torch import nn
 
 import transfer.training.lp_init as lp_init
 import transfer.training.module as module_mod
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
 from transfer.features import FeatureConfig
 from transfer.training.fit import TrainConfig, fit_classifier

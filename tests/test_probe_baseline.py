@@ -13,8 +13,8 @@ from tests.imagegen import make_image_folder
 from tests.requests import fit_request
 from transfer.app.commands.fit import chance_warnings, headline_line
 from transfer.eval.report_sections import baseline_shortfalls, headline_warnings
-from transfer.training.probe_baseline import out_of_fold_probs, probe_probs
-from transfer.training.report_data import make_headline
+from transfer.studies.probe_baseline import out_of_fold_probs, probe_probs
+from transfer.studies.report_data import make_headline
 
 
 def _separable(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +118,7 @@ def _folder_overrides(root: Path, cache: Path, *more: str) -> list[str]:
 def test_a_fine_tune_is_measured_against_the_probe_the_frozen_regime_fits_on_the_same_images(tmp_path, layout):
     """The baseline of a scratch fit equals the headline of a frozen fit on the same images (the same probe: the same
     training images, the same folds or test/), and reads the frozen run's cached features."""
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     if layout == "cv":
         root = make_image_folder(tmp_path / "data", ("a", "b", "c"), 6, (32, 32), learnable=False)
@@ -150,7 +150,7 @@ def test_a_fine_tune_is_measured_against_the_probe_the_frozen_regime_fits_on_the
 
 
 def test_probe_baseline_off_fits_nothing_and_says_so(tmp_path):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     root = make_image_folder(tmp_path / "data", ("a", "b"), 5, (32, 32))
     report = run_fit(

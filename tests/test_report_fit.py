@@ -14,8 +14,8 @@ from tests.requests import fit_request
 from tests.synthetic import write_image_folder
 from transfer.eval.report_sections import calibration_section, gallery_section, headline_warnings
 from transfer.eval.scoring import prediction_rows, scored_metrics
-from transfer.training.report_data import make_headline
-from transfer.training.study import RunResult, StudyResult, paired_comparison
+from transfer.studies.report_data import make_headline
+from transfer.studies.study import RunResult, StudyResult, paired_comparison
 
 CLASSES = ["a", "b", "c"]
 
@@ -125,7 +125,7 @@ def test_gallery_orders_mistakes_by_confidence_and_calibration_fits_on_another_s
 
 
 def _fit(out, root):
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     return run_fit(
         fit_request(
@@ -189,7 +189,7 @@ def test_fit_writes_honest_numbers_predictions_and_the_page_and_poisoned_test_la
 
 def test_a_frozen_fit_without_test_folder_writes_predictions_and_a_labelled_headline(tmp_path, capsys):
     from transfer.app.commands.fit import print_summary
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     root = write_image_folder(tmp_path / "data", n=8)
     out = tmp_path / "run"

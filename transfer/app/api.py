@@ -1,4 +1,6 @@
-"""The library's `fit`: the same composed config and the same pipeline as `python -m transfer`, from Python."""
+"""The library's `fit`: the same dataclasses and the same pipeline as `python -m transfer`, from Python, without
+Hydra. The config groups' YAML files (conf/<group>/<option>.yaml) are merged onto the dataclasses with OmegaConf, as
+Hydra would merge them; `overrides` are `key=value` strings as on the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from pathlib import Path
 
 from torch import nn
 
+from transfer.app.schema import Config
 from transfer.inference.model import Model
+
+DEFAULTS = {  # conf/config.yaml's defaults list without the digits recipe: what a folder of images starts from
+    "data": "folder",
+    "optimizer": "adamw",
+    "scheduler": "cosine",
+    "trainer": "default",
+    "augment": "standard",
+}
 
 
 def _register_module_backbone(backbone: nn.Module) -> str:
@@ -26,6 +37,44 @@ def _register_module_backbone(backbone: nn.Module) -> str:
     return name
 
 
+def library_config(
+    data: str | Path,
+    backbone: str | nn.Module = "resnet18",
+    regime: str = "frozen",
+    head: str = "softmax",
+    overrides: list[str] | tuple[str, ...] = (),
+    pretrained: bool | None = None,
+) -> Config:
+    """The typed config `transfer.fit` trains with. A name that is a config group's option (`backbone="resnet50"`,
+    `head="mlp"`) takes that option's YAML; any other name is set as `backbone.name` / `head.name` (a timm model, a
+    registered head). A module is registered as a backbone and used with its own weights."""
+    from omegaconf import OmegaConf
+
+    from transfer.app.compose import explain, group_options
+    from transfer.app.config_source import conf_dir
+
+    def option(group: str, name: str) -> dict:
+        return OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{name}.yaml")) or {}  # type: ignore[return-value]
+
+    tree: dict = {group: option(group, name) for group, name in DEFAULTS.items()}
+    tree["regime"] = option("regime", regime) if regime in group_options("regime") else {"name": regime}
+    tree["head"] = option("head", head) if head in group_options("head") else {"name": head}
+    if isinstance(backbone, nn.Module):
+        tree["backbone"] = {"name": _register_module_backbone(backbone), "pretrained": False}
+    else:
+        tree["backbone"] = option("backbone", backbone) if backbone in group_options("backbone") else {"name": backbone}
+        if pretrained is not None:
+            tree["backbone"]["pretrained"] = bool(pretrained)
+    tree["data"]["root"] = str(Path(data).expanduser())
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(Config), tree, OmegaConf.from_dotlist(list(overrides)))
+    except Exception as e:  # noqa: BLE001 -- an unknown key or a wrong type in `overrides`: one line naming it
+        raise explain(e) from e
+    from transfer.app.compose import to_config
+
+    return to_config(node)  # type: ignore[arg-type]
+
+
 def fit(
     data: str | Path,
     backbone: str | nn.Module = "resnet18",
@@ -39,30 +88,8 @@ def fit(
     (`"head.lr=0.01"`, `"trainer.max_epochs=5"`). A module or Backbone object is used as the body as it is (its
     weights are its own: `pretrained` is ignored)."""
     from transfer.app.commands.fit import fit_config
-    from transfer.app.compose import compose, group_options
 
-    args = ["~recipe", "data=folder", f"data.root={Path(data).expanduser()}", f"regime={regime}", f"head={head}"]
-    if isinstance(backbone, nn.Module):
-        args += ["backbone=lenet5", f"backbone.name={_register_module_backbone(backbone)}", "backbone.pretrained=false"]
-    else:
-        args += [f"backbone={backbone}"] if _is_group_option(backbone) else [f"backbone.name={backbone}"]
-        if pretrained is not None:
-            args.append(f"backbone.pretrained={str(pretrained).lower()}")
-    if head not in group_options("head"):
-        args[-1] = f"head.name={head}"
+    cfg = library_config(data, backbone, regime, head, overrides, pretrained)
     out = Path(out_dir) if out_dir else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
-    cfg = compose(
-        [
-            *(a for a in args if not a.startswith("head.name")),
-            *overrides,
-            *(a for a in args if a.startswith("head.name")),
-        ]
-    )
     fit_config(cfg, out, quiet=True)
     return Model(out / "model")
-
-
-def _is_group_option(name: str) -> bool:
-    from transfer.app.compose import group_options
-
-    return name in group_options("backbone")

@@ -46,7 +46,7 @@ def report_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this line short
     try:
         from transfer.app.dispatch import output_dir
-        from transfer.training.resume import completed_runs
+        from transfer.studies.resume import completed_runs
 
         out = output_dir()
         runs = completed_runs(out)

@@ -5,6 +5,7 @@ traceback) and by the library's `transfer.fit`."""
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -25,14 +26,16 @@ def group_options(group: str) -> list[str]:
 
 
 def _schema_keys(dotted_parent: str) -> list[str]:
+    """The keys the schema accepts under `dotted_parent` ("" for the top level)."""
     node: Any = schema.Config
+    hints = typing.get_type_hints
     for part in [p for p in dotted_parent.split(".") if p]:
-        match = [f for f in fields(node) if f.name == part]
-        if not match or not isinstance(match[0].default_factory, type):  # type: ignore[misc]
+        types = hints(node) if is_dataclass(node) else {}
+        kind = types.get(part)
+        kind = next((a for a in typing.get_args(kind) if is_dataclass(a)), kind)  # SourceConfig | None
+        if kind is None or not is_dataclass(kind):
             return []
-        node = match[0].default_factory  # type: ignore[misc]
-        if not is_dataclass(node):
-            return []
+        node = kind
     return sorted(f.name for f in fields(node))
 
 
@@ -75,8 +78,30 @@ def explain(e: BaseException) -> UserError:
     return UserError(f"config: {first}")
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """The composed config for these command-line overrides (no sweep values), validated; UserError otherwise."""
+def to_config(node: DictConfig) -> schema.Config:
+    """The composed tree as the package's dataclasses: each one's `__post_init__` checks its own fields, so the first
+    bad value is a UserError naming the key; a required value left unset (`???`) names its key too."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_object(node)  # type: ignore[return-value]
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or "a value"
+        hint = " (the folder of images: data.root=/path/to/folder)" if key == "data.root" else ""
+        raise UserError(f"{key}: required and not set; pass {key}=...{hint}.") from None
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- OmegaConf's type errors: one line with the key
+        raise explain(e) from e
+
+
+def compose(overrides: list[str]) -> schema.Config:
+    """The typed config for these command-line overrides, checked; UserError otherwise."""
+    return to_config(compose_node(overrides))
+
+
+def compose_node(overrides: list[str]) -> DictConfig:
+    """The composed config for these command-line overrides (no sweep values), as Hydra composes it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -93,7 +118,6 @@ def compose(overrides: list[str]) -> DictConfig:
         raise explain(e) from e
     finally:
         GlobalHydra.instance().clear()
-    schema.validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     return cfg
 
 

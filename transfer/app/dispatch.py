@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from transfer.app.schema import COMMANDS
+from transfer.data.config import DataConfig
 from transfer.errors import UserError
 
 MODULES = {c: f"transfer.app.commands.{c.replace('-', '_')}" for c in COMMANDS}
@@ -25,12 +26,13 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def dispatch(cfg: DictConfig) -> float | None:
-    """Run the command; its return value (fit: the selection accuracy) is the job's, which Optuna sweeps maximise."""
-    command = cfg.get("command")
-    if command not in MODULES:
-        raise UserError(f"command={command!r}: choose one of {', '.join(COMMANDS)}.")
-    return importlib.import_module(MODULES[command]).run(cfg)
+def dispatch(node: DictConfig) -> float | None:
+    """Run the command on the typed config; its return value (fit: the selection accuracy) is the job's, which
+    Optuna sweeps maximise."""
+    from transfer.app.compose import to_config
+
+    cfg = to_config(node)
+    return importlib.import_module(MODULES[cfg.command]).run(cfg)
 
 
 def quiet_lightning() -> None:
@@ -50,10 +52,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
 
 
-def check_data_early(data: dict) -> None:
+def check_data_early(data: DataConfig) -> None:
     """Cheap checks before torch loads: a missing folder is reported in well under a second."""
-    if data.get("kind") == "folder":
-        root = data.get("root")
+    if data.kind == "folder":
+        root = data.root
         if root in (None, "???") or not Path(str(root)).expanduser().is_dir():
             raise UserError(
                 f"data.root={root}: no such folder. Put one sub-folder of images per class there "

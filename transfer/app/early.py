@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from transfer.errors import UserError
+from transfer.training.config import TrainerConfig
 
 CARD, WEIGHTS = "card.json", "model.safetensors"  # model/model_dir.py's names (that module loads torch)
 
@@ -58,10 +59,10 @@ def check_model_early(model, key: str = "model") -> None:
             )
 
 
-def check_num_nodes(trainer: dict) -> None:
+def check_num_nodes(trainer: TrainerConfig) -> None:
     """trainer.num_nodes>1 waits for other machines at the rendezvous: without a launcher's environment naming
     them it would hang until the process-group timeout, so it is refused at once."""
-    nodes = int(trainer.get("num_nodes") or 1)
+    nodes = int(trainer.num_nodes or 1)
     if nodes <= 1:
         return
     env = os.environ

@@ -18,7 +18,7 @@ COMMAND_HELP = {
     "lr-find": "learning-rate range test for regime=partial|full: lr_find.png and the head.lr= to fit with",
 }
 EXAMPLES = (
-    "python -m transfer                                            # the offline digits study (~20 s on 2 cores)",
+    "python -m transfer                                            # the offline digits study (no data, no network)",
     "python -m transfer recipe=cat_detector data.root=~/cats         # your own folder of class sub-folders",
     "python -m transfer command=predict model=outputs/DATE/TIME/model images=~/new_photos",
 )

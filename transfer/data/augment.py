@@ -1,60 +1,16 @@
 """Augmentation from the seeds as configuration: mirror, random (resized) crop, rotation/shear, colour shift, PCA noise.
 
 All transforms run on uint8 tensors already at store size (see `pixels.py`), so no JPEG is decoded per epoch.
-Presets live in conf/augment/{none,light,standard,strong}.yaml; `augment_config` turns one into an AugmentConfig.
+The settings are `AugmentConfig` (data/config.py); presets live in conf/augment/{none,light,standard,strong}.yaml.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, fields
 
 import torch
 from torchvision.transforms import v2
 
 from transfer.backbones.base import Preprocessing
-from transfer.errors import UserError
-
-CROPS = ("none", "random", "resized")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    mirror: bool = True  # random horizontal flip (AlexNet's reflections)
-    crop: str = "resized"  # none (centre) | random (AlexNet's translations) | resized (Inception's area + aspect)
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
-    rotation: float = 0.0  # degrees, +-
-    shear: float = 0.0  # degrees, +-
-    color_jitter: float = 0.0  # brightness/contrast/saturation strength
-    hue: float = 0.0  # hue shift, fraction of the colour wheel (<= 0.5)
-    pca_noise: float = 0.0  # AlexNet's lighting noise std (0.1 in Krizhevsky et al. 2012), PCA of your pixels
-
-    def __post_init__(self) -> None:
-        if self.crop not in CROPS:
-            raise UserError(f"augment.crop={self.crop!r}: choose one of {', '.join(CROPS)}.")
-        lo, hi = self.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise UserError(f"augment.crop_scale={list(self.crop_scale)}: need 0 < low <= high <= 1, e.g. [0.35, 1.0].")
-        for key in ("rotation", "shear", "color_jitter", "hue", "pca_noise"):
-            if getattr(self, key) < 0:
-                raise UserError(f"augment.{key}={getattr(self, key)}: must be >= 0 (it is a +- range or a std).")
-        if self.hue > 0.5:
-            raise UserError(f"augment.hue={self.hue}: must be <= 0.5.")
-
-
-BATCH_KEYS = ("mixup", "cutmix")  # mix pairs of images in a batch: the training step does it (training/mixing.py)
-
-
-def augment_config(values: dict) -> AugmentConfig:
-    """An AugmentConfig (per-image transforms) from a plain dict (a preset YAML, config overrides); the batch-level
-    keys are skipped (training reads them); unknown keys are a UserError."""
-    known = {f.name for f in fields(AugmentConfig)}
-    unknown = sorted(set(values) - known - set(BATCH_KEYS))
-    if unknown:
-        raise UserError(f"augment: unknown key(s) {unknown}; accepted: {', '.join(sorted(known))}.")
-    values = {k: v for k, v in values.items() if k not in BATCH_KEYS}
-    if "crop_scale" in values:
-        values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
-    return AugmentConfig(**values)
+from transfer.data.config import AugmentConfig
 
 
 def fit_pca_colour(pixels: torch.Tensor, max_pixels: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.samplers import epoch_seed
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from transfer.backbones.base import Preprocessing
+from transfer.data.config import DataConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import resize_pixels
 from transfer.data.splits import Splitter, few_shot_split, split_counts, stratified_split
@@ -108,3 +109,17 @@ def load_folder_task(
 
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{c} {n}" for c, n in counts.items())
+
+
+def load_task(data: DataConfig, pre: Preprocessing, out_dir: Path) -> TaskData:
+    """The task's images at the backbone's store size, and how each seed splits them."""
+    if data.kind == "digits":
+        return load_digits_task(list(data.classes or []), int(data.shots or 10), pre)
+    return load_folder_task(
+        str(Path(str(data.root)).expanduser()),
+        float(data.val_fraction),
+        bool(data.strict),
+        pre,
+        out_dir,
+        ram_budget_mb=data.ram_budget_mb,
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from transfer.backbones.base import Backbone
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.distributed import barrier, dist_info, shard_for_rank
 from transfer.features.config import FeatureConfig
@@ -62,7 +62,6 @@ class FeatureCache:
         augment: AugmentConfig | None = None,
     ) -> None:
         self.cfg = cfg or FeatureConfig()
-        self.cfg.validate()
         self.backbone = backbone
         self.device = torch.device(device)
         self.augment = augment or AugmentConfig()

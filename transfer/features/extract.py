@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import AugmentConfig
+from transfer.data.config import AugmentConfig
 from transfer.features.views import view_transform
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from transfer.errors import UserError
+from transfer.training.config import PRECISIONS
 
-PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "64-true", "16-true", "bf16-true", "transformer-engine")
 DEVICES = ("cpu", "cuda")
 # Name prefixes of backbones that are (mostly) convolutions: channels_last speeds up their cuDNN kernels
 CONVNET_PREFIXES = (

@@ -1,177 +1,103 @@
-"""The one engine that trains heads on cached features: the frozen regime, probe grids, stage probes, studies and
-sweeps all come here. Many heads train in one pass (as dinov2's linear evaluation does): every batch read once
-updates a head per learning rate, so a sweep over `head.lr` costs about one head's training. No body is in the
-loop and no Lightning Trainer: a tiny head on N x D features needs a plain loop on one CPU thread.
+"""The one engine that trains a head on cached features: the frozen regime, LP-FT's starting head, stage probes, the
+linear-probe baseline, auto's evidence and `command=features` all call `train_head`.
 
-Given selection features (a split of the training images, never the reported `val`), each head keeps its best epoch
-on them (`monitor`) and training stops once every head went `patience` epochs without a better one."""
+A linear head under `head.solver=lbfgs` (the default) is Kornblith et al.'s converged probe: L-BFGS logistic
+regression with its L2 strength chosen by k-fold cross-validation over `head.l2_grid`, refit on every row (probe.py).
+Any other head (an MLP, a user's), or `head.solver=sgd`, trains for epochs with the configured optimiser and keeps
+its best epoch on the selection features when given (head_sgd.py). Either way the head is trained in place.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from transfer.features.dataset import SampledViews
-from transfer.training.class_weights import class_weights
-from transfer.training.optim import OptimizerSpec, ParamGroup, SchedulerSpec, build_optimizer, build_scheduler
-from transfer.training.selection import BestEpoch, EpochSelection
+from transfer.training.config import TrainConfig
+from transfer.training.head_sgd import fit_heads
+from transfer.training.probe import ProbeResult, fit_linear_probe
 
-
-@contextlib.contextmanager
-def one_cpu_thread(device: torch.device | str = "cpu") -> Iterator[None]:
-    """Train a tiny head on one thread: on a small matmul more CPU threads only spin (10x slower on a busy CPU)."""
-    before = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass(frozen=True)
-class HeadTraining:
-    """How heads train on features: the epochs, batches and optimiser of `head.*`, `optimizer.*`, `scheduler.*`."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
-    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
-    seed: int = 0
-    class_weights: str = "none"  # auto | none | balanced (class_weights.py)
-    selection: EpochSelection = field(default_factory=EpochSelection)  # used only when selection features are given
+SOLVERS = ("lbfgs", "sgd")
 
 
 @dataclass
-class HeadFit:
-    heads: list[nn.Module]
-    history: list[dict]  # per epoch: epoch, train/loss, train/acc (the first head), val/*, select/* when given
-    val_probs: list[torch.Tensor] | None  # per head: N_val x C softmax
-    best_epochs: list[int | None] = field(default_factory=list)  # per head: the epoch kept (None: the last one)
+class HeadResult:
+    head: nn.Module  # the head passed in, trained in place
+    solver: str  # lbfgs | sgd: which engine trained it
+    selected_by: str  # one line: "L2 0.01 by 5-fold CV; L-BFGS to gradient norm 3e-08" or the epoch rule
+    best_epoch: int | None = None  # sgd with selection features: the epoch kept (0-based); None: the last / lbfgs
+    probe: ProbeResult | None = None  # lbfgs: the L2 grid, folds, CV accuracy, notes, each image's fold
+    history: list[dict] = field(default_factory=list)  # sgd: one row per epoch
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.probe.notes) if self.probe else []
 
 
-def fit_heads(
-    heads: Sequence[nn.Module],
-    lrs: Sequence[float],
+def uses_lbfgs(head: nn.Module, cfg: TrainConfig, solver: str | None = None) -> bool:
+    """The converged L-BFGS probe trains heads that are one linear layer, unless the solver is sgd."""
+    return (solver or cfg.head.solver) == "lbfgs" and isinstance(head, nn.Linear)
+
+
+def train_head(
+    head: nn.Module,
     features: torch.Tensor,
     labels: torch.Tensor,
-    how: HeadTraining,
-    val_features: torch.Tensor | None = None,
-    val_labels: torch.Tensor | None = None,
+    cfg: TrainConfig,
+    *,
+    select: tuple[torch.Tensor, torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
-    select_features: torch.Tensor | None = None,
-    select_labels: torch.Tensor | None = None,
-) -> HeadFit:
-    """Train every head at its own rate on the same batches of `features` (N x K x D: one view per image per epoch,
-    drawn afresh; or N x D). Each head's gradient is its own loss's gradient (the losses are summed). With
-    `select_features` (N_sel x D) each head is returned at its best epoch on them (`how.selection`)."""
-    if len(heads) != len(lrs):
-        raise ValueError(f"{len(heads)} heads for {len(lrs)} learning rates")
-    device = torch.device(device)
-    select = None
-    if select_features is not None and select_labels is not None and len(select_features) and how.selection.enabled:
-        select = (select_features, select_labels)
-    with one_cpu_thread(device):
-        return _fit(list(heads), list(lrs), features, labels, how, val_features, val_labels, device, select)
+    epochs: int | None = None,
+    solver: str | None = None,
+    groups: Sequence | None = None,
+    class_names: Sequence[str] | None = None,
+) -> HeadResult:
+    """Train `head` on N x K x D (K cached views per image) or N x D `features`.
 
-
-def _split_metrics(probs: torch.Tensor, labels: torch.Tensor, prefix: str) -> dict:
-    return {
-        f"{prefix}/loss": float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels.cpu())),
-        f"{prefix}/acc": float((probs.argmax(1) == labels.cpu()).float().mean()),
-    }
-
-
-def _fit(heads, lrs, features, labels, how, val_features, val_labels, device, select) -> HeadFit:
-    torch.manual_seed(how.seed)
-    for h in heads:
-        h.to(device).train()
-    opt = build_optimizer(
-        [ParamGroup(f"head{i}", list(h.parameters()), lr) for i, (h, lr) in enumerate(zip(heads, lrs, strict=True))],
-        how.optimizer,
-        how.weight_decay,
+    `select` (N_sel x D centre features, labels) chooses the epoch of an epoch-trained head; the converged probe
+    needs no epoch and trains on those rows too (when the features have one view). `solver` overrides head.solver
+    (the linear-probe baseline and stage probes are the L-BFGS probe by definition)."""
+    if uses_lbfgs(head, cfg, solver):
+        if select is not None and len(select[0]) and (features.dim() == 2 or features.shape[1] == 1):
+            rows = features if features.dim() == 3 else features.unsqueeze(1)
+            features = torch.cat([rows, select[0].unsqueeze(1)])
+            labels = torch.cat([labels, select[1]])
+        result = fit_linear_probe(
+            features,
+            labels,
+            int(head.out_features),
+            seed=cfg.seed,
+            device=device,
+            class_names=class_names,
+            groups=groups,
+            l2_grid=cfg.head.l2_grid,
+            max_iter=cfg.head.max_iter,
+        )
+        with torch.no_grad():
+            head.weight.copy_(result.linear.weight)
+            head.bias.copy_(result.linear.bias)
+        how = f"L2 {result.l2:.2g} by {result.folds}-fold CV" if result.folds else f"L2 {result.l2:.2g} (no CV)"
+        return HeadResult(head, "lbfgs", f"{how}; L-BFGS to gradient norm {result.grad_norm:.1e}", probe=result)
+    sel_x, sel_y = select if select is not None else (None, None)
+    fit = fit_heads(
+        [head], [cfg.head.lr], features, labels, cfg, device=device, select_features=sel_x, select_labels=sel_y,
+        epochs=epochs,
+    )  # fmt: skip
+    n = cfg.trainer.max_epochs if epochs is None else epochs
+    chosen = fit.best_epochs[0]
+    how = f"{n} epochs of {cfg.optimizer.name}" + (
+        f", best epoch {chosen} on the selection split" if chosen is not None else ""
     )
-    sched = build_scheduler(opt, how.scheduler, how.epochs)
-    loader = torch.utils.data.DataLoader(
-        SampledViews(features, labels),
-        batch_size=how.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(how.seed),
-    )
-    history: list[dict] = []
-    has_val = val_features is not None and val_labels is not None and len(val_features) > 0
-    trackers = [BestEpoch(h, how.selection) for h in heads] if select is not None else []
-    weight = None
-    for epoch in range(how.epochs):
-        seen, loss_sum, correct = 0, 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = [h(x) for h in heads]  # each B x C
-            if epoch == 0 and seen == 0:
-                weight = class_weights(labels, logits[0].shape[1], how.class_weights)
-                weight = None if weight is None else weight.to(device)
-            losses = [
-                nn.functional.cross_entropy(lg, y, weight=weight, label_smoothing=how.label_smoothing) for lg in logits
-            ]
-            opt.zero_grad()
-            torch.stack(losses).sum().backward()
-            opt.step()
-            seen += len(y)
-            loss_sum += float(losses[0].detach()) * len(y)
-            correct += int((logits[0].argmax(1) == y).sum())
-        sched.step()
-        row = {"epoch": epoch, "train/loss": loss_sum / max(seen, 1), "train/acc": correct / max(seen, 1)}
-        if has_val:
-            row |= _split_metrics(predict_heads(heads[:1], val_features, device)[0], val_labels, "val")
-        if trackers:
-            scores = [_split_metrics(p, select[1], "val") for p in predict_heads(heads, select[0], device)]
-            for t, score in zip(trackers, scores, strict=True):
-                t.update(epoch, score)  # the monitor names the selection split val/*, as Lightning's val loop does
-            row |= {k.replace("val/", "select/"): v for k, v in scores[0].items()}
-        history.append(row)
-        if trackers and all(t.should_stop(epoch) for t in trackers):
-            break
-    for t in trackers:
-        t.restore()
-    for h in heads:
-        h.eval()
-    val_probs = predict_heads(heads, val_features, device) if has_val else None
-    best = [t.best_epoch for t in trackers] if trackers else [None] * len(heads)
-    return HeadFit([h.cpu() for h in heads], history, val_probs, best)
+    return HeadResult(head, "sgd", how, chosen, history=fit.history)
 
 
 @torch.no_grad()
-def predict_heads(heads: Sequence[nn.Module], features: torch.Tensor, device: torch.device | str = "cpu") -> list:
-    """Softmax of every head on N x D features (eval mode; each N x C on the CPU)."""
-    x = features.to(device)
-    out = []
-    for h in heads:
-        was = h.training
-        h.eval()
-        out.append(torch.softmax(h(x).float(), dim=1).cpu())
-        h.train(was)
-    return out
-
-
-def train_head_grid(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    val_features: torch.Tensor,
-    val_labels: torch.Tensor,
-    lrs: list[float],
-    how: HeadTraining,
-    num_classes: int | None = None,
-) -> list[float]:
-    """Held-out accuracy of one linear head per learning rate, all trained on the same batches (N x K x D views)."""
-    torch.manual_seed(how.seed)
-    if num_classes is None:
-        num_classes = int(max(labels.max(), val_labels.max() if len(val_labels) else 0)) + 1
-    heads = [nn.Linear(int(features.shape[-1]), num_classes) for _ in lrs]
-    fit = fit_heads(heads, lrs, features, labels, how, val_features, val_labels)
-    return [float((p.argmax(1) == val_labels).float().mean()) for p in fit.val_probs or []]
+def predict_head(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Softmax (N x C, float32, on the CPU) of a trained head on N x D features, in eval mode."""
+    was = head.training
+    head.eval()
+    probs = torch.softmax(head(features.to(next(head.parameters()).device, torch.float32)).float(), dim=1).cpu()
+    head.train(was)
+    return probs

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
 
-Cfg = TypeVar("Cfg", bound=Any)  # fit.TrainConfig (not imported: fit imports this module)
+from transfer.training.config import TrainConfig, TrainerConfig
 
 # (fewer training images than, steps, warmup steps): BiT's bit_hyperrule.get_schedule
 BIT_TABLE = ((20_000, 500, 100), (500_000, 10_000, 500), (math.inf, 20_000, 500))
@@ -74,23 +73,31 @@ def hyperrule(n_train: int, global_batch: int, base_lr: float, reference_batch: 
     )
 
 
-def global_batch(batch_size: int, trainer: dict) -> int:
+def global_batch(batch_size: int, trainer: TrainerConfig) -> int:
     """Images per optimiser step: batch x devices x nodes x accumulated batches (`devices: -1`: every visible GPU)."""
-    devices = trainer.get("devices")
-    if devices == -1 and trainer.get("accelerator") in ("gpu", "cuda"):
+    devices = trainer.devices
+    if devices == -1 and trainer.accelerator in ("gpu", "cuda"):
         import torch
 
         devices = torch.cuda.device_count()
     per_node = devices if isinstance(devices, int) and devices > 0 else 1
-    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
-    return batch_size * per_node * int(trainer.get("num_nodes") or 1) * accumulate
+    return batch_size * per_node * int(trainer.num_nodes or 1) * int(trainer.accumulate_grad_batches or 1)
 
 
-def apply_hyperrule(cfg: Cfg, n_train: int) -> tuple[Cfg, str | None]:
+def apply_hyperrule(cfg: TrainConfig, n_train: int) -> tuple[TrainConfig, str | None]:
     """`cfg` with BiT's length, warmup and rate for `n_train` images when its scheduler is hyperrule (else as is),
     and the arithmetic as one line (None when it does not apply)."""
     if cfg.scheduler.name != "hyperrule":
         return cfg, None
-    rule = hyperrule(n_train, global_batch(cfg.batch_size, cfg.trainer), cfg.lr, cfg.scheduler.reference_batch)
-    scheduler = replace(cfg.scheduler, name="cosine", warmup_epochs=rule.warmup_epochs)
-    return replace(cfg, max_epochs=rule.epochs, lr=rule.lr, scheduler=scheduler), rule.describe()
+    rule = hyperrule(
+        n_train, global_batch(cfg.data.batch_size, cfg.trainer), cfg.head.lr, cfg.scheduler.reference_batch
+    )
+    return (
+        replace(
+            cfg,
+            trainer=replace(cfg.trainer, max_epochs=rule.epochs),
+            head=replace(cfg.head, lr=rule.lr),
+            scheduler=replace(cfg.scheduler, name="cosine", warmup_epochs=rule.warmup_epochs),
+        ),
+        rule.describe(),
+    )

@@ -5,28 +5,18 @@ frozen regime are never mixed (one fixed view per image is the point of the cach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-
-@dataclass(frozen=True)
-class MixSpec:
-    mixup: float = 0.0  # alpha; 0: off
-    cutmix: float = 0.0  # alpha; 0: off
-
-    @property
-    def enabled(self) -> bool:
-        return self.mixup > 0 or self.cutmix > 0
+from transfer.data.config import AugmentConfig
 
 
 class BatchMixer:
     """Mix a batch of images and return (mixed images, soft targets B x C). timm's Mixup pairs each image with its
     mirror in the batch and needs an even batch: an odd last image keeps its own (smoothed) one-hot target."""
 
-    def __init__(self, spec: MixSpec, num_classes: int, label_smoothing: float = 0.0) -> None:
+    def __init__(self, spec: AugmentConfig, num_classes: int, label_smoothing: float = 0.0) -> None:
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.mix = Mixup(
             mixup_alpha=spec.mixup,

@@ -12,9 +12,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from transfer.training.class_weights import soft_cross_entropy
-from transfer.training.mixing import BatchMixer, MixSpec
-from transfer.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler
-from transfer.training.regimes import Regime, param_groups
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.mixing import BatchMixer
+from transfer.training.optim import build_optimizer, build_scheduler
+from transfer.training.regimes import param_groups
 
 
 class TransferModule(pl.LightningModule):
@@ -26,37 +27,32 @@ class TransferModule(pl.LightningModule):
         head: nn.Module,
         num_classes: int,
         regime: Regime,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        label_smoothing: float = 0.0,
-        optimizer: OptimizerSpec | None = None,
-        scheduler: SchedulerSpec | None = None,
+        cfg: TrainConfig | None = None,
         class_weights: torch.Tensor | None = None,
-        mix: MixSpec | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
+        cfg = cfg or TrainConfig()
+        self.save_hyperparameters(  # plain values only: checkpoints load with weights_only=True
             {
                 "num_classes": num_classes,
                 "regime": regime.to_dict(),
-                "lr": lr,
-                "weight_decay": weight_decay,
-                "label_smoothing": label_smoothing,
+                "lr": cfg.head.lr,  # Lightning's lr finder reads and sets hparams.lr
+                "weight_decay": cfg.head.weight_decay,
+                "label_smoothing": cfg.head.label_smoothing,
             }
         )
         self.backbone = backbone
         self.head = head
         self.regime = regime
-        self.optimizer_spec = optimizer or OptimizerSpec()
-        self.scheduler_spec = scheduler or SchedulerSpec()
+        self.optimizer_cfg, self.scheduler_cfg = cfg.optimizer, cfg.scheduler
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss = MeanMetric()  # image-weighted and synced over DDP ranks, as the accuracy is
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
         weights = None if class_weights is None else class_weights.float()
         self.register_buffer("class_weights", weights, persistent=False)  # C, or None: unweighted
-        with_body = backbone is not None
-        self.mixer = BatchMixer(mix, num_classes, label_smoothing) if mix and mix.enabled and with_body else None
+        mixes = cfg.augment.mixes and backbone is not None  # cached features are never mixed
+        self.mixer = BatchMixer(cfg.augment, num_classes, cfg.head.label_smoothing) if mixes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = x if self.backbone is None else self.backbone(x)
@@ -102,7 +98,7 @@ class TransferModule(pl.LightningModule):
 
     def configure_optimizers(self):
         groups = param_groups(self.backbone, self.head, self.regime, self.hparams.lr)
-        opt = build_optimizer(groups, self.optimizer_spec, self.hparams.weight_decay)
+        opt = build_optimizer(groups, self.optimizer_cfg, self.hparams.weight_decay)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        sched = build_scheduler(opt, self.scheduler_spec, epochs)
+        sched = build_scheduler(opt, self.scheduler_cfg, epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

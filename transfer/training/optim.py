@@ -13,22 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    name: str = "adamw"  # adamw | sgd
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-@dataclass(frozen=True)
-class SchedulerSpec:
-    name: str = "cosine"  # cosine | constant | step | hyperrule (hyperrule.py: resolved to cosine per fine-tune)
-    warmup_epochs: float = 0  # an epoch count, or a fraction in (0, 1) of max_epochs (0.1 of 60 -> 6)
-    step_size: int = 10
-    gamma: float = 0.1
-    reference_batch: int = 32  # hyperrule: head.lr is the rate at this many images a step, scaled linearly
+from transfer.training.config import OptimizerConfig, SchedulerConfig
 
 
 @dataclass
@@ -52,14 +37,14 @@ def decay_split(group: ParamGroup, weight_decay: float) -> list[dict]:
     return out
 
 
-def build_optimizer(groups: Iterable[ParamGroup], spec: OptimizerSpec, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(groups: Iterable[ParamGroup], spec: OptimizerConfig, weight_decay: float) -> torch.optim.Optimizer:
     torch_groups = [g for group in groups for g in decay_split(group, weight_decay)]
     if spec.name == "sgd":
         return torch.optim.SGD(torch_groups, lr=torch_groups[0]["lr"], momentum=spec.momentum, nesterov=spec.nesterov)
     return torch.optim.AdamW(torch_groups, lr=torch_groups[0]["lr"], betas=tuple(spec.betas))
 
 
-def warmup_epochs(spec: SchedulerSpec, max_epochs: int) -> int:
+def warmup_epochs(spec: SchedulerConfig, max_epochs: int) -> int:
     """Warmup epochs: `warmup_epochs` itself, or a fraction in (0, 1) of `max_epochs` rounded (at least 1)."""
     w = float(spec.warmup_epochs)
     if 0 < w < 1:
@@ -67,7 +52,7 @@ def warmup_epochs(spec: SchedulerSpec, max_epochs: int) -> int:
     return int(w)
 
 
-def lr_factor(spec: SchedulerSpec, epoch: int, max_epochs: int) -> float:
+def lr_factor(spec: SchedulerConfig, epoch: int, max_epochs: int) -> float:
     """The multiplier of the base rate at `epoch` (0-based): linear warmup, then the schedule."""
     warm = warmup_epochs(spec, max_epochs)
     if warm and epoch < warm:
@@ -81,7 +66,7 @@ def lr_factor(spec: SchedulerSpec, epoch: int, max_epochs: int) -> float:
 
 
 def build_scheduler(
-    opt: torch.optim.Optimizer, spec: SchedulerSpec, max_epochs: int
+    opt: torch.optim.Optimizer, spec: SchedulerConfig, max_epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Stepped once per epoch."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(spec, epoch, max_epochs))

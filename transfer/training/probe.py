@@ -125,7 +125,8 @@ def fit_linear_probe(
         fit = fit_logistic(*stack_problems([z], [y_rows], num_classes), l2, max_iter=max_iter)
         if fit.iterations >= max_iter:
             notes.append(
-                f"L-BFGS stopped at max_iter={max_iter} with gradient norm {fit.grad_norm:.2g}: raise max_iter"
+                f"L-BFGS stopped at head.max_iter={max_iter} with gradient norm {fit.grad_norm:.2g}: raise "
+                f"head.max_iter (e.g. head.max_iter={max_iter * 4})"
             )
         linear = fold_into_linear(space.lift(fit.weight[0]), fit.bias[0], std).cpu()
     return ProbeResult(
@@ -226,8 +227,10 @@ def _choose(grid: list[float], scores: list[list[tuple[float, float]]], notes: l
     best = max(range(len(grid)), key=lambda g: (round(table[g]["accuracy"], 12), -table[g]["log_loss"], grid[g]))
     if len(grid) > 1 and best in (0, len(grid) - 1):
         side = "strongest" if best == 0 else "weakest"
+        way, beyond = ("upward", grid[best] * 10) if best == 0 else ("downward", grid[best] / 10)
         notes.append(
-            f"l2={grid[best]:g} is the {side} penalty in l2_grid: the optimum may lie beyond it; extend the grid"
+            f"l2={grid[best]:g} is the {side} penalty in head.l2_grid: the optimum may lie beyond it; extend "
+            f"head.l2_grid {way} (e.g. add {beyond:g})"
         )
     return table, best
 

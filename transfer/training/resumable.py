@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import random
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from transfer.data.samplers import epoch_seed
 from transfer.eval.scoring import write_rows_csv
 
 LOG = Path("logs") / "metrics.csv"
+BEST = "best.ckpt"  # the epoch selection's weights-only checkpoint (training/fit.py), not a state to resume from
 
 
 class EpochSeeds(pl.Callback):
@@ -97,3 +99,24 @@ def restore_earlier_log(out_dir: str | Path, earlier: list[dict]) -> None:
     kept = [r for r in earlier if r.get("epoch") and float(r["epoch"]) < first]
     if kept:
         write_rows_csv(kept + rows, Path(out_dir) / LOG)
+
+
+def _loadable(ckpt: Path) -> bool:
+    """torch.save writes a zip: a checkpoint cut off mid-write has no central directory and fails to open."""
+    try:
+        with zipfile.ZipFile(ckpt) as z:
+            return bool(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_checkpoint(ckpt_dir: str | Path | None) -> str | None:
+    """The newest complete epoch checkpoint in `ckpt_dir` (a run's `.checkpoints` folder), for
+    `trainer.fit(..., ckpt_path=...)`; None when there is none (train from the start). A truncated file is skipped."""
+    if ckpt_dir is None:
+        return None
+    ckpts = [p for p in Path(ckpt_dir).glob("*.ckpt") if p.is_file() and p.name != BEST]
+    for ckpt in sorted(ckpts, key=lambda p: p.stat().st_mtime, reverse=True):
+        if _loadable(ckpt):
+            return str(ckpt)
+    return None

@@ -8,40 +8,16 @@ with two or more), unless the caller hands a separate selection split. `monitor=
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-MONITORS = ("val/acc", "val/loss", "none")
+from transfer.training.config import TrainerConfig
+
 # Fewer images of a class than this in the selection split and the epoch is the schedule's last: on 2 images per
 # class val/acc moves in steps of 50% and stops "improving" in the first epochs (measured on digits: 10-shot
 # fine-tuning fell from 0.89 to 0.71 when 2 images per class chose the epoch).
 MIN_SELECT_PER_CLASS = 5
-
-
-@dataclass(frozen=True)
-class EpochSelection:
-    """`trainer.monitor` / `trainer.patience` / `trainer.select_fraction` as plain values."""
-
-    monitor: str = "val/acc"  # val/acc (higher is better) | val/loss (lower is better) | none: the last epoch
-    patience: int = 10  # epochs without improvement before stopping; 0: never stop early (still keep the best)
-    fraction: float = 0.2  # of each class's training images, carved off to choose the epoch
-
-    @property
-    def enabled(self) -> bool:
-        return self.monitor != "none"
-
-    @property
-    def mode(self) -> str:
-        return "min" if self.monitor.endswith("loss") else "max"
-
-    def describe(self, where: str) -> str:
-        """E.g. 'val/acc on 20% of train (inner split), patience 10'."""
-        if not self.enabled:
-            return "last epoch"
-        stop = f"patience {self.patience}" if self.patience else "no early stopping"
-        return f"{self.monitor} on {where}, {stop}"
 
 
 def inner_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -63,23 +39,23 @@ class BestEpoch:
     """Keeps a copy of a module's state at its best epoch and says when `patience` epochs passed without a better one
     (strictly better: a tie keeps the earlier epoch, as Lightning's ModelCheckpoint and EarlyStopping do)."""
 
-    def __init__(self, module: nn.Module, selection: EpochSelection) -> None:
-        self.module, self.selection = module, selection
+    def __init__(self, module: nn.Module, trainer: TrainerConfig) -> None:
+        self.module, self.trainer = module, trainer
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict | None = None
 
     def update(self, epoch: int, metrics: dict) -> None:
-        value = float(metrics[self.selection.monitor])
+        value = float(metrics[self.trainer.monitor])
         better = self.best_value is None or (
-            value < self.best_value if self.selection.mode == "min" else value > self.best_value
+            value < self.best_value if self.trainer.monitor_mode == "min" else value > self.best_value
         )
         if better:
             self.best_value, self.best_epoch = value, epoch
             self.best_state = copy.deepcopy(self.module.state_dict())
 
     def should_stop(self, epoch: int) -> bool:
-        p = self.selection.patience
+        p = self.trainer.patience
         return bool(p) and self.best_epoch is not None and epoch - self.best_epoch >= p
 
     def restore(self) -> None:

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image
 
-from transfer.app.dispatch import check_data_early, output_dir, plain
+from transfer.app.dispatch import check_data_early, output_dir
+from transfer.app.schema import Config
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import (
-    AugmentConfig,
-    augment_config,
-    build_eval_transform,
-    build_train_transform,
-    fit_pca_colour,
-)
+from transfer.backbones.config import BackboneConfig
+from transfer.data.augment import build_eval_transform, build_train_transform, fit_pca_colour
+from transfer.data.config import AugmentConfig, DataConfig
 from transfer.data.labelled import LabelledImages
 
 PAD = 2  # white pixels between tiles and around the grid
@@ -73,9 +69,9 @@ def render_preview(
 
 
 def write_augment_preview(
-    data: dict,
-    backbone: dict,
-    augment: dict,
+    data: DataConfig,
+    backbone: BackboneConfig,
+    augment: AugmentConfig,
     out_dir: str | Path,
     seed: int = 0,
     rows: int = 6,
@@ -83,32 +79,24 @@ def write_augment_preview(
 ) -> Path:
     """Load the task's training images as `fit` would, render the grid, write augment_preview.png; returns its path."""
     from transfer.backbones.factory import create_backbone
-    from transfer.data.task import load_digits_task, load_folder_task
+    from transfer.data.task import load_task
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = augment_config(augment)
     # preprocessing only: the architecture's default (no weights needed, no network)
-    pre = create_backbone(backbone["name"], pretrained=False, **(backbone.get("kwargs") or {})).preprocessing
-    if data.get("kind") == "digits":
-        task = load_digits_task(list(data["classes"]), int(data["shots"]), pre)
-    else:
-        root = str(Path(str(data["root"])).expanduser())
-        val_fraction, strict = float(data.get("val_fraction", 0.2)), bool(data.get("strict", False))
-        task = load_folder_task(root, val_fraction, strict, pre, out_dir, ram_budget_mb=data.get("ram_budget_mb"))
+    pre = create_backbone(backbone.name, pretrained=False, **backbone.kwargs).preprocessing
+    task = load_task(data, pre, out_dir)
     train_idx, _ = task.split(seed)
-    grid = render_preview(task.images.subset(train_idx), pre, cfg, rows, views, seed)
+    grid = render_preview(task.images.subset(train_idx), pre, augment, rows, views, seed)
     path = out_dir / "augment_preview.png"
     grid.save(path)
     return path
 
 
-def run(cfg: DictConfig) -> None:
+def run(cfg: Config) -> None:
     """A PNG grid of augmented training samples (data, backbone and augment as for fit; preview.rows/views)."""
-    opts = plain(cfg.get("preview")) or {}
-    data = plain(cfg.data)
-    check_data_early(data)
+    check_data_early(cfg.data)
     path = write_augment_preview(
-        data, plain(cfg.backbone), plain(cfg.augment), output_dir(), seed=int(cfg.seed), **opts
+        cfg.data, cfg.backbone, cfg.augment, output_dir(), seed=cfg.seed, rows=cfg.preview.rows, views=cfg.preview.views
     )
     print(f"augment preview: {path}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from omegaconf import DictConfig
 
 from transfer.backbones.catalog import get_spec, list_backbones
 from transfer.backbones.factory import create_backbone
@@ -115,5 +114,5 @@ def tags_cell(tags: list[str], shown: int = 4) -> str:
     return ", ".join(tags[:shown]) + (f" (+{more} more)" if more > 0 else "")
 
 
-def run(cfg: DictConfig) -> None:
+def run(cfg) -> None:
     print_backbone_table()

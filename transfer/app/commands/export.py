@@ -3,22 +3,22 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
-
-from transfer.app.dispatch import output_dir, plain
+from transfer.app.dispatch import output_dir
+from transfer.app.schema import Config
 from transfer.errors import UserError
 
 
-def run(cfg: DictConfig) -> None:
-    if not cfg.get("model"):
+def run(cfg: Config) -> None:
+    if not cfg.model:
         raise UserError("command=export needs model=<run dir>/model (or a list of them: an ensemble) and format=onnx.")
     from transfer.inference.export import FORMATS, check_format, export_ensemble, export_model_dir
 
     fmt = check_format(str(cfg.format))
-    if OmegaConf.is_list(cfg.model) and len(cfg.model) > 1:
-        path = export_ensemble([str(m) for m in plain(cfg.model)], output_dir() / FORMATS[fmt], fmt)
+    models = [str(m) for m in cfg.model] if isinstance(cfg.model, list | tuple) else [str(cfg.model)]
+    if len(models) > 1:
+        path = export_ensemble(models, output_dir() / FORMATS[fmt], fmt)
     else:
-        model = str(cfg.model[0]) if OmegaConf.is_list(cfg.model) else str(cfg.model)
+        model = models[0]
         path = export_model_dir(model, fmt)
     print(f"exported ({fmt}): {path}")
     if fmt == "onnx":

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from omegaconf import DictConfig
 
 from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.app.schema import Config
 from transfer.atomic import write_text_atomic
 from transfer.distributed import dist_info
 from transfer.features.cache import FeatureCache
@@ -19,27 +21,24 @@ from transfer.features.config import FeatureConfig
 from transfer.features.key import set_digest
 from transfer.features.store import atomic_write, cache_error
 
+if TYPE_CHECKING:
+    from transfer.studies.startup import FitRequest
+
 log = logging.getLogger("transfer.features")
 
 
-def features_command(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run the command on the composed config; returns what it printed as a dict."""
-    from transfer.app.commands.fit import build_request
-    from transfer.backbones.factory import create_backbone
-    from transfer.training.pipeline import load_task, pretrain_digits_source
+def features_command(cfg: Config, out_dir: Path) -> dict:
+    """Run the command on the typed config; returns what it printed as a dict."""
+    from transfer.app.commands.fit import fit_request
+    from transfer.studies.startup import start
     from transfer.training.regimes import apply_regime
 
-    req = build_request(cfg, out_dir, quiet=True)
-    fcfg, train_cfg, augment = req.train.features, req.train, req.augment
-    weights = req.backbone.weights
-    if req.source and not weights and req.data.get("kind") == "digits":
-        weights, acc = pretrain_digits_source(req)  # seeded: the same weights, so the same cache key
-        print(f"source model: held-out accuracy {acc:.3f} -> {weights}")
-    torch.manual_seed(req.seeds[0])  # random (un-pretrained) weights: the same seed, the same weights, a cache hit
-    bb = req.backbone
-    backbone = create_backbone(bb.name, pretrained=bb.pretrained, weights=weights, **bb.kwargs)
-    apply_regime(backbone, req.presets["frozen"])
-    task = load_task(req.data, backbone.preprocessing, out_dir)
+    req = fit_request(cfg, out_dir, quiet=True)
+    frozen = req.presets["frozen"]
+    setup = start(replace(req, regimes=[frozen]), frozen)  # seeded: the same weights, so the same cache key
+    backbone, task = setup.make_backbone(frozen), setup.task
+    apply_regime(backbone, frozen)
+    fcfg, augment = cfg.features, cfg.augment
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache = FeatureCache(backbone, fcfg, device, augment)
     views = list(dict.fromkeys(["center", *cache.views()]))  # evaluation always uses the centre view
@@ -57,7 +56,8 @@ def features_command(cfg: DictConfig, out_dir: Path) -> dict:
         "seconds": round(time.perf_counter() - start, 2),
         "cache_dir": str(fcfg.directory()) if fcfg.enabled else None,
     }
-    print(f"data: {task.description}")
+    if cfg.data.kind == "folder":
+        print(f"data: {task.description}")
     print(
         f"features: {len(task.images)} images x {len(views)} views ({', '.join(views)}) x {result['dim']} "
         f"from {backbone.name} at stage {cache.tap.stage}; {stats.describe()}"
@@ -66,10 +66,10 @@ def features_command(cfg: DictConfig, out_dir: Path) -> dict:
         result["manifest"] = str(write_set_manifest(fcfg, cache, task.images, views))
         print(f"cache:    {result['manifest']}")
     if fcfg.probe:
-        result["probe_accuracy"] = probe(cache, feats, task, views, req, train_cfg)
-        print(f"probe:    {req.head['name']} head on {task.eval_name}: accuracy {result['probe_accuracy']:.3f}")
+        result["probe_accuracy"] = probe(cache, feats, task, views, req)
+        print(f"probe:    {cfg.head.name} head on {task.eval_name}: accuracy {result['probe_accuracy']:.3f}")
     if fcfg.probe_lrs:
-        result["probe_grid"] = probe_grid(cache, feats, task, views, req, train_cfg, [float(x) for x in fcfg.probe_lrs])
+        result["probe_grid"] = probe_grid(cache, feats, task, views, req, [float(x) for x in fcfg.probe_lrs])
         cells = ", ".join(f"lr={lr:g}: {acc:.3f}" for lr, acc in result["probe_grid"].items())
         print(f"probe grid ({len(fcfg.probe_lrs)} linear heads, one pass over the features): {cells}")
     write_text_atomic(out_dir / "features.json", json.dumps(result, indent=2) + "\n")
@@ -100,48 +100,40 @@ def write_set_manifest(fcfg: FeatureConfig, cache: FeatureCache, images, views: 
     return path
 
 
-def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req, train_cfg) -> float:
-    """Train the configured head on the cached features of the seed's split; accuracy on the held-out part."""
-    from dataclasses import replace
-
+def probe(cache: FeatureCache, feats: torch.Tensor, task, views: list[str], req: FitRequest) -> float:
+    """Train the configured head (the head engine) on the cached features of the seed's split; held-out accuracy."""
     from transfer.model.heads import create_head
-    from transfer.training.head_engine import fit_heads
+    from transfer.training.head_engine import predict_head, train_head
 
     train_views = [views.index(v) for v in cache.views()]
-    train_idx, eval_idx = task.split(req.seeds[0])
+    seed = req.seeds[0]
+    train_idx, eval_idx = task.split(seed)
+    labels, head_cfg = task.images.labels, req.cfg.head
+    torch.manual_seed(seed)
+    head = create_head(head_cfg.name, int(feats.shape[-1]), len(task.images.classes), **head_cfg.params)
+    train_head(head, feats[train_idx][:, train_views], labels[train_idx], replace(req.cfg, seed=seed))
+    return float((predict_head(head, feats[eval_idx][:, 0]).argmax(1) == labels[eval_idx]).float().mean())
+
+
+def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req: FitRequest, lrs: list[float]) -> dict:
+    """Held-out accuracy per learning rate of linear heads trained together in one pass (head_sgd.train_head_grid)."""
+    from transfer.training.head_sgd import train_head_grid
+
+    train_views = [views.index(v) for v in cache.views()]
+    seed = req.seeds[0]
+    train_idx, eval_idx = task.split(seed)
     labels = task.images.labels
-    params = {k: v for k, v in req.head.items() if k != "name"}
-    torch.manual_seed(req.seeds[0])
-    head = create_head(req.head["name"], int(feats.shape[-1]), len(task.images.classes), **params)
-    how = replace(train_cfg.head_training(), seed=req.seeds[0])
-    fit = fit_heads(
-        [head],
-        [train_cfg.lr],
+    accs = train_head_grid(
         feats[train_idx][:, train_views],
         labels[train_idx],
-        how,
         feats[eval_idx][:, 0],
         labels[eval_idx],
-    )
-    return float((fit.val_probs[0].argmax(1) == labels[eval_idx]).float().mean())
-
-
-def probe_grid(cache: FeatureCache, feats: torch.Tensor, task, views, req, train_cfg, lrs: list[float]) -> dict:
-    """Held-out accuracy per learning rate of linear heads trained together (see `grid.py`)."""
-    from transfer.training.head_engine import train_head_grid
-
-    train_views = [views.index(v) for v in cache.views()]
-    train_idx, eval_idx = task.split(req.seeds[0])
-    labels = task.images.labels
-    from dataclasses import replace
-
-    how = replace(train_cfg.head_training(), seed=req.seeds[0])
-    accs = train_head_grid(
-        feats[train_idx][:, train_views], labels[train_idx], feats[eval_idx][:, 0], labels[eval_idx], lrs, how
+        lrs,
+        replace(req.cfg, seed=seed),
     )
     return dict(zip(lrs, accs, strict=True))
 
 
-def run(cfg: DictConfig) -> None:
+def run(cfg: Config) -> None:
     quiet_lightning()
     features_command(cfg, output_dir())

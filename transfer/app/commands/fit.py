@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING
 
 from transfer.app.config_source import conf_dir
-from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
+from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.schema import Config
 from transfer.errors import UserError
 
+if TYPE_CHECKING:
+    from transfer.studies.startup import FitRequest
+    from transfer.training.config import Regime
 
-def regime_presets() -> dict[str, dict]:
-    """Every regime of conf/regime/ by name: the YAML files are the one definition of each regime."""
-    return {p.stem: plain(OmegaConf.load(p)) for p in sorted((conf_dir() / "regime").glob("*.yaml"))}
 
+def regime_presets() -> dict[str, Regime]:
+    """Every regime of conf/regime/ by name: the YAML files are the one definition of each preset."""
+    from omegaconf import OmegaConf
 
-def study_regimes(cfg: DictConfig, presets: dict[str, dict]) -> list[dict]:
-    """`study.regimes` by name (the current `regime` when it has that name, with its overrides), else `regime`."""
-    if not cfg.study.regimes or _regime_chosen_on_command_line():
-        return [plain(cfg.regime)]  # `regime=partial` on the command line (or in a sweep) means that regime alone
-    out = []
-    for name in cfg.study.regimes:
-        if name == cfg.regime.name:
-            out.append(plain(cfg.regime))
-        elif name in presets:
-            out.append(presets[name])
-        else:
-            raise UserError(f"study.regimes: unknown regime {name!r}; choose from {', '.join(presets)}.")
+    from transfer.training.config import Regime
+
+    out = {}
+    for path in sorted((conf_dir() / "regime").glob("*.yaml")):
+        out[path.stem] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Regime), OmegaConf.load(path)))
     return out
 
 
-def _regime_chosen_on_command_line() -> bool:
+def regime_on_command_line() -> bool:
+    """`regime=partial` on the command line (or in a sweep) means that regime alone, whatever study.regimes says."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -40,93 +38,43 @@ def _regime_chosen_on_command_line() -> bool:
     return any(o.lstrip("+~").startswith("regime=") for o in HydraConfig.get().overrides.task)
 
 
-def check_weights_early(bb: dict, first_regime: dict) -> None:
-    w = bb.get("weights")
+def check_weights_early(cfg: Config) -> None:
+    """A missing weights file, or hub weights with no network, in one line before torch loads."""
+    w = cfg.backbone.weights
     if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
         raise UserError(f"backbone.weights={w}: no such file or directory.")
-    if not w and bb.get("pretrained") and first_regime.get("pretrained", True):
+    if not w and cfg.backbone.pretrained and cfg.regime.pretrained:
         from transfer.backbones.sources.offline import early_offline_check
 
-        early_offline_check(str(bb["name"]))
+        early_offline_check(str(cfg.backbone.name))
 
 
-def build_request(cfg: DictConfig, out_dir: Path, quiet: bool = False):
-    """The composed config as the training layer's FitRequest (typed values; Hydra stays up here)."""
-    from transfer.data.augment import augment_config
-    from transfer.features.config import FeatureConfig
-    from transfer.training.fit import TrainConfig
-    from transfer.training.mixing import MixSpec
-    from transfer.training.optim import OptimizerSpec, SchedulerSpec
-    from transfer.training.pipeline import BackboneChoice, FitRequest
-    from transfer.training.regimes import Regime
-    from transfer.training.selection import EpochSelection
+def fit_request(cfg: Config, out_dir: Path, quiet: bool = False) -> FitRequest:
+    """The study's input: the typed config, its regimes (by name from the presets) and where it writes."""
+    from transfer.studies.startup import FitRequest, study_regimes
 
+    if regime_on_command_line():
+        cfg = replace(cfg, study=replace(cfg.study, regimes=None))
     presets = regime_presets()
-    regimes = study_regimes(cfg, presets)
-    data, head, trainer = plain(cfg.data), plain(cfg.head), dict(plain(cfg.trainer))
-    opt, sched = plain(cfg.optimizer), plain(cfg.scheduler)
-    max_epochs = int(trainer.pop("max_epochs"))
-    selection = EpochSelection(
-        str(trainer.pop("monitor")), int(trainer.pop("patience")), float(trainer.pop("select_fraction"))
-    )
-    select_on = str(trainer.pop("select_on"))  # the four selection keys are not Trainer arguments
-    train = TrainConfig(
-        max_epochs=max_epochs,
-        lr=float(head["lr"]),
-        weight_decay=float(head["weight_decay"]),
-        label_smoothing=float(head["label_smoothing"]),
-        batch_size=int(data["batch_size"]),
-        num_workers=data["num_workers"],
-        seed=int(cfg.seed),
-        trainer={k: v for k, v in trainer.items() if v is not None},
-        features=FeatureConfig(**plain(cfg.features)),
-        optimizer=OptimizerSpec(opt["name"], opt["momentum"], opt["nesterov"], tuple(opt["betas"])),
-        scheduler=SchedulerSpec(**sched),
-        selection=selection,
-        select_on=select_on,
-        class_weights=str(head["class_weights"]),
-        solver=str(head["solver"]),
-        lp_init=bool(head["lp_init"]),
-        resume=bool(cfg.get("resume", False)),
-        mix=MixSpec(float(cfg.augment.mixup), float(cfg.augment.cutmix)),
-    )
-    bb = plain(cfg.backbone)
-    return FitRequest(
-        backbone=BackboneChoice(bb["name"], bool(bb["pretrained"]), bb.get("weights"), dict(bb.get("kwargs") or {})),
-        data=data,
-        head={"name": head["name"], **(head.get("params") or {})},
-        train=train,
-        augment=augment_config(plain(cfg.augment)),
-        regimes=[Regime(**r) for r in regimes],
-        presets={name: Regime(**r) for name, r in presets.items()},
-        seeds=list(cfg.study.seeds) if cfg.study.seeds else [int(cfg.seed)],
-        out_dir=Path(out_dir),
-        source=plain(cfg.source),
-        quiet=quiet,
-        probe_stages=plain(cfg.study.probe_stages),
-        auto_budget_s=cfg.auto.budget_s,
-        cv_folds=int(cfg.report.cv_folds),
-        probe_baseline=bool(cfg.report.probe_baseline),
-        resume=bool(cfg.get("resume", False)),
-    )
+    return FitRequest(cfg, study_regimes(cfg, presets), presets, Path(out_dir), quiet)
 
 
-def fit_config(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict:
+def fit_config(cfg: Config, out_dir: Path, quiet: bool = False) -> dict:
     """Check, build and run a fit; returns the report (metrics.json's content; empty on DDP ranks other than 0)."""
     started = time.perf_counter()
-    check_data_early(plain(cfg.data))
+    check_data_early(cfg.data)
+    check_weights_early(cfg)
     from transfer.app.early import check_num_nodes
 
-    check_num_nodes(plain(cfg.trainer))
-    request = build_request(cfg, out_dir, quiet)
-    check_weights_early(plain(cfg.backbone), request.regimes[0].to_dict())
+    check_num_nodes(cfg.trainer)
+    request = fit_request(cfg, out_dir, quiet)
     quiet_lightning()
-    from transfer.training.pipeline import run_fit
+    from transfer.studies.fit import run_fit
 
     return run_fit(request, started)
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: Config) -> float | None:
     """Fit and print; returns the selection accuracy (`best`: the held-out split the fit chose on, never test/) so
     that a search sweep (recipe=search_finetune) optimises what selection may see. None on DDP ranks other than 0."""
     out = output_dir()

@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import time
 
-from omegaconf import DictConfig
+from transfer.app.commands.fit import check_weights_early, fit_request
+from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.schema import Config
 
-from transfer.app.commands.fit import build_request, check_weights_early
-from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
 
-
-def run(cfg: DictConfig) -> None:
+def run(cfg: Config) -> None:
     started = time.perf_counter()
     out = output_dir()
-    check_data_early(plain(cfg.data))
-    request = build_request(cfg, out)
-    check_weights_early(plain(cfg.backbone), request.regimes[0].to_dict())
+    check_data_early(cfg.data)
+    check_weights_early(cfg)
+    request = fit_request(cfg, out)
     quiet_lightning()
-    from transfer.training.learning_curve_study import run_learning_curve
+    from transfer.studies.learning_curve import run_learning_curve
 
     fractions = [float(f) for f in cfg.learning_curve.fractions]
     result = run_learning_curve(
@@ -36,7 +35,7 @@ def print_curve(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from transfer.training.learning_curve_study import curve_table_rows
+    from transfer.studies.learning_curve import curve_table_rows
 
     table = Table(
         title=f"learning curve: {result['regime']} (seed {result['seed']}), "

@@ -8,10 +8,9 @@ import math
 import shlex
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from transfer.app.commands.fit import build_request, check_weights_early
-from transfer.app.dispatch import check_data_early, output_dir, plain, quiet_lightning
+from transfer.app.commands.fit import check_weights_early, fit_request
+from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.schema import Config
 from transfer.errors import UserError
 
 FROZEN = (
@@ -42,26 +41,25 @@ def write_json(result: dict, path: Path) -> Path:
     return path
 
 
-def run(cfg: DictConfig) -> None:
-    regime = plain(cfg.regime)
-    if regime.get("frozen_stages") is None:  # before torch loads: the frozen regime has no rate to find
-        raise UserError(FROZEN.replace("regime=frozen", f"regime={regime['name']}", 1))
-    check_data_early(plain(cfg.data))
+def run(cfg: Config) -> None:
+    regime = cfg.regime
+    if regime.body_frozen:  # before torch loads: the frozen regime has no rate to find
+        raise UserError(FROZEN.replace("regime=frozen", f"regime={regime.name}", 1))
+    check_data_early(cfg.data)
     out = output_dir()
-    request = build_request(cfg, out, quiet=True)
-    check_weights_early(plain(cfg.backbone), regime)
+    check_weights_early(cfg)
+    request = fit_request(cfg, out, quiet=True)
     quiet_lightning()
-    from transfer.training.lr_find import LrSweep, find_lr_for_request, plot_lr_find
-    from transfer.training.regimes import Regime
+    from transfer.studies.lr_find import find_lr_for_request, plot_lr_find
 
-    result = find_lr_for_request(request, Regime(**regime), LrSweep(**plain(cfg.lr_find)))
+    result = find_lr_for_request(request, regime)
     out.mkdir(parents=True, exist_ok=True)
     png, js = plot_lr_find(result, out / "lr_find.png"), write_json(result, out / "lr_find.json")
     lr = result["suggested_lr"]
     early = " (stopped early: the loss diverged)" if result["stopped_early"] else ""
     print(
         f"lr-find: {result['steps']} steps from {result['min_lr']:g} to {result['max_lr']:g} on "
-        f"{result['train_images']} training images, regime {regime['name']}{early}"
+        f"{result['train_images']} training images, regime {regime.name}{early}"
     )
     print(f"suggested head.lr={lr:.2g} (steepest descent of the smoothed loss); run: "
           f"{fit_command(_command_line_overrides(), lr)}")  # fmt: skip

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from transfer.app.dispatch import output_dir, plain
+from transfer.app.dispatch import output_dir
+from transfer.app.schema import Config
 from transfer.errors import UserError
 
 
-def run(cfg: DictConfig) -> None:
-    if not cfg.get("model") or not cfg.get("images"):
+def run(cfg: Config) -> None:
+    if not cfg.model or not cfg.images:
         raise UserError(
             "command=predict needs model=<run dir>/model (or a list, an ensemble) and images=<file or folder>."
         )
     from transfer.app.early import check_model_early
 
-    check_model_early(plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model))
+    model = list(cfg.model) if isinstance(cfg.model, list | tuple) else str(cfg.model)
+    check_model_early(model)
     from transfer.inference.predict import predict_files, write_csv
 
-    model = plain(cfg.model) if OmegaConf.is_list(cfg.model) else str(cfg.model)
-    rows = predict_files(model, str(cfg.images), tta=str(cfg.get("tta", "center")), calibrate=bool(cfg.calibrate))
+    rows = predict_files(model, str(cfg.images), tta=cfg.tta, calibrate=cfg.calibrate)
     out = write_csv(rows, output_dir() / "predictions.csv")
     root = Path(str(cfg.images)).expanduser()
     names = [str(Path(r["file"]).relative_to(root)) if root.is_dir() else Path(r["file"]).name for r in rows]
@@ -30,4 +29,4 @@ def run(cfg: DictConfig) -> None:
         what = f"{r['class']:<12} {r['probability']:.3f}" if not r.get("error") else f"unreadable: {r['error']}"
         print(f"{name:<{width}}  {what}")
     members = f"an ensemble of {len(model)} models" if isinstance(model, list) else "1 model"
-    print(f"\n{len(rows)} images, {members}, tta={cfg.get('tta', 'center')}: predictions written to {out}")
+    print(f"\n{len(rows)} images, {members}, tta={cfg.tta}: predictions written to {out}")

@@ -2,7 +2,7 @@
 
 Yosinski et al. 2014 found lower layers more general and top layers more specific to the source task; this puts
 numbers on it for the user's own source model and target data. Features come from the disk cache (one extraction
-per stage), heads from the converged L-BFGS linear probe (probe.py, L2 by cross-validation on the training images).
+per stage), heads from the head engine's converged L-BFGS linear probe (L2 by cross-validation on the training images).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import torch
 from transfer.backbones.base import Backbone
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
-from transfer.features import FeatureCache, FeatureConfig
+from transfer.features.cache import FeatureCache
 from transfer.features.tap import stage_choices
-from transfer.training.fit import TrainConfig
-from transfer.training.probe import fit_linear_probe, probe_predict_proba
-from transfer.training.regimes import Regime
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.head_engine import predict_head, train_head
 
 
 def check_stages(backbone: Backbone, stages: list[str]) -> None:
@@ -42,10 +41,10 @@ def probe_stages(
     images: LabelledImages,
     split: Callable[[int], tuple[list[int], list[int]]],
     seeds: list[int],
-    train_cfg: TrainConfig,
+    cfg: TrainConfig,
 ) -> dict[str, dict]:
     """Per stage: held-out accuracy (mean, std, per seed) of the converged linear probe on frozen features."""
-    features_cfg = replace(train_cfg.features or FeatureConfig(), progress=False)
+    features_cfg = replace(cfg.features, progress=False)
     labels = images.labels
     runs: dict[str, list[float]] = {stage: [] for stage in stages}
     widths: dict[str, int] = {}
@@ -56,8 +55,9 @@ def probe_stages(
         for stage in stages:
             feats = FeatureCache(body, replace(features_cfg, stage=stage)).features(images, ["center"])  # N x 1 x D
             widths[stage] = int(feats.shape[-1])
-            probe = fit_linear_probe(feats[train_idx], labels[train_idx], len(images.classes), seed=seed)
-            preds = probe_predict_proba(probe.linear, feats[eval_idx][:, 0]).argmax(1)
+            head = torch.nn.Linear(widths[stage], len(images.classes))
+            train_head(head, feats[train_idx], labels[train_idx], replace(cfg, seed=seed), solver="lbfgs")
+            preds = predict_head(head, feats[eval_idx][:, 0]).argmax(1)
             runs[stage].append(float((preds == labels[eval_idx]).float().mean()))
     out = {
         stage: {

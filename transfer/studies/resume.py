@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 from transfer.atomic import recover_dir, write_text_atomic
@@ -26,7 +25,6 @@ from transfer.atomic import recover_dir, write_text_atomic
 RECORD_SUFFIX = ".run.json"
 CHECKPOINTS_SUFFIX = ".checkpoints"
 FORMAT = "transfer.run_record/1"
-BEST = "best.ckpt"  # the epoch selection's weights-only checkpoint (training/fit.py), not a state to resume from
 
 
 def record_path(model_dir: str | Path) -> Path:
@@ -108,24 +106,3 @@ def forget_runs(out_dir: str | Path) -> None:
             rec.unlink()
     for ckpts in [*out_dir.glob(f"models/*{CHECKPOINTS_SUFFIX}"), *out_dir.glob(f"model{CHECKPOINTS_SUFFIX}")]:
         discard_checkpoints(ckpts)
-
-
-def _loadable(ckpt: Path) -> bool:
-    """torch.save writes a zip: a checkpoint cut off mid-write has no central directory and fails to open."""
-    try:
-        with zipfile.ZipFile(ckpt) as z:
-            return bool(z.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def resume_checkpoint(ckpt_dir: str | Path | None) -> str | None:
-    """The newest complete epoch checkpoint in `ckpt_dir` (a run's `.checkpoints` folder), for
-    `trainer.fit(..., ckpt_path=...)`; None when there is none (train from the start). A truncated file is skipped."""
-    if ckpt_dir is None:
-        return None
-    ckpts = [p for p in Path(ckpt_dir).glob("*.ckpt") if p.is_file() and p.name != BEST]
-    for ckpt in sorted(ckpts, key=lambda p: p.stat().st_mtime, reverse=True):
-        if _loadable(ckpt):
-            return str(ckpt)
-    return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,34 +26,26 @@ import torch
 from torch import nn
 
 from transfer.backbones.base import Backbone
-from transfer.backbones.factory import create_backbone
-from transfer.data.augment import AugmentConfig, build_eval_transform, build_train_transform, fit_pca_colour
+from transfer.data.augment import build_eval_transform, build_train_transform, fit_pca_colour
 from transfer.data.datamodule import ImageDataModule
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.model.heads import create_head
+from transfer.studies.config import LrFindConfig
+from transfer.studies.startup import FitRequest, start
+from transfer.training.config import Regime, TrainConfig
 from transfer.training.device_setup import device_plan
-from transfer.training.fit import TrainConfig, make_trainer, transfer_module
+from transfer.training.fit import make_trainer, transfer_module
 from transfer.training.module import TransferModule
-from transfer.training.pipeline import FitRequest, load_task, pretrain_digits_source
-from transfer.training.regimes import Regime, apply_regime
+from transfer.training.regimes import apply_regime
 
 
 def check_not_frozen(regime: Regime) -> None:
     if regime.body_frozen:
         raise UserError(
-            f"regime {regime.name!r}: the body is frozen, so the head trains on cached features in the head engine "
-            "(fit_heads), not in a Lightning loop: there is no fine-tuning rate to find; use a partial or full regime."
+            f"regime {regime.name!r}: the body is frozen, so the head trains on cached features in the head engine, "
+            "not in a Lightning loop: there is no fine-tuning rate to find; use a partial or full regime."
         )
-
-
-@dataclass(frozen=True)
-class LrSweep:
-    """The range test's span and length (conf/config.yaml `lr_find`)."""
-
-    min_lr: float = 1e-6
-    max_lr: float = 1.0
-    num_training: int = 100  # optimiser steps; the suggestion skips the first 10 and the last one
 
 
 def smooth_losses(losses: list[float], window: int | None = None) -> list[float]:
@@ -116,26 +108,26 @@ def find_lr(
     head: nn.Module,
     regime: Regime,
     train: LabelledImages,
-    augment: AugmentConfig,
     cfg: TrainConfig,
-    sweep: LrSweep = LrSweep(),
+    sweep: LrFindConfig | None = None,
     work_dir: Path | None = None,
     quiet: bool = False,
 ) -> dict:
     """The range test on `train` (augmented as `fit` trains); returns suggested_lr, the head rates (lrs) and smoothed
     losses per step, and what was swept. The backbone and head are trained during the test: build fresh ones to fit."""
     check_not_frozen(regime)
-    if not 0 < sweep.min_lr < sweep.max_lr:
-        raise UserError(f"lr_find.min_lr={sweep.min_lr}, lr_find.max_lr={sweep.max_lr}: need 0 < min_lr < max_lr.")
+    sweep = sweep or LrFindConfig()
+    augment = cfg.augment
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     apply_regime(backbone, regime)
     if hasattr(backbone, "reset_aux_heads"):
         backbone.reset_aux_heads(len(train.classes))
     pre = backbone.preprocessing
     pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
-    plan = device_plan(cfg.trainer, cfg.num_workers, backbone.name)  # precision/workers resolved as fit does
+    trainer_cfg = {**cfg.trainer.lightning_args(), "compile": cfg.trainer.compile}
+    plan = device_plan(trainer_cfg, cfg.data.num_workers, backbone.name)  # precision/workers resolved as fit does
     dm = ImageDataModule(
-        train, None, build_train_transform(pre, augment, pca), build_eval_transform(pre), cfg.batch_size,
+        train, None, build_train_transform(pre, augment, pca), build_eval_transform(pre), cfg.data.batch_size,
         plan.num_workers, cfg.seed,
     )  # fmt: skip
     loader = dm.train_dataloader()
@@ -146,8 +138,7 @@ def find_lr(
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".lr_find-") as tmp:  # the finder's restore checkpoint
-        run_cfg = replace(cfg, max_epochs=epochs, trainer={**trainer_args, "default_root_dir": tmp})
-        trainer = make_trainer(run_cfg, None, quiet)
+        trainer = make_trainer({**trainer_args, "max_epochs": epochs, "default_root_dir": tmp}, None, quiet)
         from pytorch_lightning.tuner import Tuner
 
         finder = Tuner(trainer).lr_find(
@@ -182,38 +173,25 @@ def find_lr(
         "min_lr": sweep.min_lr,
         "max_lr": sweep.max_lr,
         "num_training": sweep.num_training,
-        "current_lr": cfg.lr,
+        "current_lr": cfg.head.lr,
         "regime": regime.to_dict(),
         "last_step_group_lrs": dict(getattr(module, "last_step_lrs", {})),  # the body at its fraction of the head
     }
 
 
-def find_lr_for_request(req: FitRequest, regime: Regime, sweep: LrSweep = LrSweep()) -> dict:
+def find_lr_for_request(req: FitRequest, regime: Regime) -> dict:
     """The range test for what `fit` would train under `regime`: the same (source-pretrained) body, head, task data,
     training split of the first seed, augmentation and optimiser."""
-    name, kwargs = req.backbone.name, req.backbone.kwargs
     check_not_frozen(regime)  # before any source pretraining
-    weights, pretrained = req.backbone.weights, req.backbone.pretrained
-    if req.source and regime.pretrained:
-        if req.data.get("kind") != "digits":
-            raise UserError("source: pretraining a source model is implemented for data=digits only: add source=null.")
-        weights, acc = pretrain_digits_source(req)
-        print(f"source model: {name} trained on digits {list(req.source['classes'])}, held-out accuracy {acc:.3f}")
-    seed = req.seeds[0]
-    torch.manual_seed(seed)  # as run_fit: the same config builds the same random weights
-    if regime.pretrained:
-        backbone = create_backbone(name, pretrained=pretrained, weights=weights, **kwargs)
-    else:
-        backbone = create_backbone(name, pretrained=False, **kwargs)
-    task = load_task(req.data, backbone.preprocessing, req.out_dir)
+    setup = start(replace(req, regimes=[regime]), regime)
+    seed, cfg = req.seeds[0], replace(req.cfg, seed=req.seeds[0])
+    backbone, task = setup.make_backbone(regime), setup.task
     train_idx, _ = task.split(seed)
     images = task.images
     torch.manual_seed(seed)  # as run_study: the same seed gives the same initial head
-    head_args = {k: v for k, v in req.head.items() if k != "name"}
-    head = create_head(req.head["name"], backbone.num_features, len(images.classes), **head_args)
-    cfg = replace(req.train, seed=seed)
-    result = find_lr(backbone, head, regime, images.subset(train_idx), req.augment, cfg, sweep, req.out_dir, req.quiet)
-    return {**result, "train_images": len(train_idx), "backbone": name}
+    head = create_head(cfg.head.name, backbone.num_features, len(images.classes), **cfg.head.params)
+    result = find_lr(backbone, head, regime, images.subset(train_idx), cfg, cfg.lr_find, req.out_dir, req.quiet)
+    return {**result, "train_images": len(train_idx), "backbone": cfg.backbone.name}
 
 
 def plot_lr_find(result: dict, path: Path) -> Path:

@@ -1,6 +1,6 @@
 """The linear-probe baseline beside a fit's headline: what the frozen regime's head alone scores on the same images.
 
-The frozen regime's head is a converged linear probe (probe.py: L-BFGS, L2 by cross-validation) on the backbone's
+The frozen regime's head is a converged linear probe (the head engine: L-BFGS, L2 by cross-validation) on the backbone's
 frozen penultimate features; a fine-tune that is not clearly above it bought nothing measurable with its extra
 training. So every fit reports it, fitted on the images the headline's model trained on and scored on exactly the
 headline's images: test/ when the headline is test/; the headline's own folds when it is cross-validated (pooled
@@ -23,16 +23,18 @@ import torch
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.eval.scoring import scored_metrics
-from transfer.features import FeatureCache, FeatureConfig
+from transfer.features.cache import FeatureCache
 from transfer.model.heads import create_head
-from transfer.training.fit import TrainConfig, head_device, uses_probe
-from transfer.training.probe import fit_linear_probe, probe_predict_proba
-from transfer.training.regimes import Regime, apply_regime
-from transfer.training.study import RunResult, quiet_per_run_logs
+from transfer.studies.study import RunResult, quiet_per_run_logs
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.fit import head_device
+from transfer.training.head_engine import predict_head, train_head, uses_lbfgs
+from transfer.training.regimes import apply_regime
 
 if TYPE_CHECKING:
     from transfer.data.task import TaskData
-    from transfer.training.crossval import CrossValidation
+    from transfer.studies.crossval import CrossValidation
+    from transfer.studies.startup import FitRequest
 
 KEEP = ("accuracy", "accuracy_ci95", "balanced_accuracy", "balanced_accuracy_ci95", "n")
 
@@ -65,15 +67,16 @@ def probe_probs(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor,
     scored_feats: torch.Tensor,
-    num_classes: int,
-    seed: int,
+    cfg: TrainConfig,
     device: torch.device | str = "cpu",
     class_names: list[str] | None = None,
 ) -> tuple[torch.Tensor, float]:
     """(softmax N_scored x C, chosen L2) of the frozen regime's probe fitted on N x K x D training features and applied
-    to N_scored x D centre-view features: fit.py's `_fit_probe`, step for step."""
-    result = fit_linear_probe(train_feats, train_labels, num_classes, seed=seed, device=device, class_names=class_names)
-    return probe_predict_proba(result.linear, scored_feats).float().cpu(), result.l2
+    to N_scored x D centre-view features: the head engine's L-BFGS probe, as the frozen regime fits it."""
+    num_classes = len(class_names) if class_names else int(train_labels.max()) + 1
+    head = torch.nn.Linear(int(train_feats.shape[-1]), num_classes)
+    result = train_head(head, train_feats, train_labels, cfg, device=device, solver="lbfgs", class_names=class_names)
+    return predict_head(head, scored_feats), result.probe.l2
 
 
 def out_of_fold_probs(
@@ -81,30 +84,28 @@ def out_of_fold_probs(
     centre: torch.Tensor,
     labels: torch.Tensor,
     fold_of: list[int],
-    num_classes: int,
-    seed: int,
+    cfg: TrainConfig,
     device: torch.device | str = "cpu",
     class_names: list[str] | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Each image's probe probabilities from the probe fitted on the other folds (N x K x D training views, N x D
     centre views, one fold per image), as crossval.py pools a regime's folds; returns (N x C, L2 per fold)."""
-    probs = torch.zeros(len(labels), num_classes)
+    probs = torch.zeros(len(labels), len(class_names) if class_names else int(labels.max()) + 1)
     l2s = []
     for fold in sorted(set(fold_of)):
         held = [i for i, f in enumerate(fold_of) if f == fold]
         train = [i for i, f in enumerate(fold_of) if f != fold]
-        probs[held], l2 = probe_probs(feats[train], labels[train], centre[held], num_classes, seed, device, class_names)
+        probs[held], l2 = probe_probs(feats[train], labels[train], centre[held], cfg, device, class_names)
         l2s.append(l2)
     return probs, l2s
 
 
-def is_the_probe(regime: Regime, head_spec: dict, train_cfg: TrainConfig, num_classes: int) -> bool:
+def is_the_probe(regime: Regime, cfg: TrainConfig, num_classes: int) -> bool:
     """Whether a model trained under `regime` with this head is the frozen regime's converged linear probe."""
     if not regime.body_frozen:
         return False
-    args = {k: v for k, v in head_spec.items() if k != "name"}
-    head = create_head(head_spec["name"], 4, num_classes, **args)  # any width: only what kind of head it is matters
-    return uses_probe(head, train_cfg)
+    head = create_head(cfg.head.name, 4, num_classes, **cfg.head.params)  # any width: only its kind matters
+    return uses_lbfgs(head, cfg)
 
 
 def headline_images(
@@ -120,15 +121,15 @@ def headline_images(
 
 
 def probe_baseline(
-    req, task: TaskData, best: RunResult, cv: CrossValidation | None, make_backbone, headline: dict
+    req: FitRequest, task: TaskData, best: RunResult, cv: CrossValidation | None, make_backbone, headline: dict
 ) -> ProbeBaseline:
-    """`req` is the pipeline's FitRequest (not imported: the pipeline imports this module); `headline` the headline's
-    metrics ({accuracy, accuracy_ci95, n, ...}). Off, or impossible to fit: accuracy None and the note says why."""
-    if not req.probe_baseline:
+    """`headline` is the headline's metrics ({accuracy, accuracy_ci95, n, ...}). Off, or impossible to fit: accuracy
+    None and the note says why."""
+    if not req.cfg.report.probe_baseline:
         return ProbeBaseline(None, {}, False, "off (report.probe_baseline=false)")
     chosen = next((r for r in req.regimes if r.name == best.regime), None) or req.presets.get(best.regime)
     classes = list(task.images.classes)
-    if chosen is not None and is_the_probe(chosen, dict(req.head), req.train, len(classes)):
+    if chosen is not None and is_the_probe(chosen, req.cfg, len(classes)):
         keep = {k: headline[k] for k in KEEP if k in headline}
         note = f"the chosen model ({best.regime} regime, linear head, L-BFGS) is this probe: its own score, not refit"
         return ProbeBaseline(float(headline["accuracy"]), keep, True, note)
@@ -150,14 +151,15 @@ def probe_baseline(
     return out
 
 
-def _measure(req, task: TaskData, best: RunResult, cv, make_backbone, frozen: Regime) -> ProbeBaseline:
+def _measure(req: FitRequest, task: TaskData, best: RunResult, cv, make_backbone, frozen: Regime) -> ProbeBaseline:
     images, classes = task.images, list(task.images.classes)
     torch.manual_seed(best.seed)  # a random body is rebuilt as the study built it for this seed (the cache's key)
     backbone = make_backbone(frozen)
     apply_regime(backbone, frozen)
-    features = replace(req.train.features or FeatureConfig(), stage=None, progress=False)
-    device = head_device(req.train)
-    cache = FeatureCache(backbone, features, device, req.augment)
+    cfg = replace(req.cfg, seed=best.seed)
+    features = replace(cfg.features, stage=None, progress=False)
+    device = head_device(cfg)
+    cache = FeatureCache(backbone, features, device, cfg.augment)
     extracted = 0
 
     def read(part: LabelledImages, views: list[str] | None) -> torch.Tensor:
@@ -171,11 +173,11 @@ def _measure(req, task: TaskData, best: RunResult, cv, make_backbone, frozen: Re
     centre = read(scored, ["center"])[:, 0]  # N_scored x D
     if fold_of is not None:
         feats = read(scored, None)  # N x K x D: the folds train on the views the frozen regime trains on
-        probs, l2 = out_of_fold_probs(feats, centre, scored.labels, fold_of, len(classes), best.seed, device, classes)
+        probs, l2 = out_of_fold_probs(feats, centre, scored.labels, fold_of, cfg, device, classes)
         fitted_on = f"the other {len(set(fold_of)) - 1} folds"
     else:
         train = images.subset(train_idx)
-        p, one = probe_probs(read(train, None), train.labels, centre, len(classes), best.seed, device, classes)
+        p, one = probe_probs(read(train, None), train.labels, centre, cfg, device, classes)
         probs, l2, fitted_on = p, [one], f"the chosen run's {len(train_idx)} training images"
     m = scored_metrics(probs, scored.labels, classes)
     note = (

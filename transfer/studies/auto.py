@@ -17,16 +17,17 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from transfer.backbones.base import Backbone
-from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.splits import stratified_split
 from transfer.eval.stats import bootstrap_ci, compare_models, mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
 from transfer.model.heads import create_head
-from transfer.training.fit import TrainConfig, fit_classifier
-from transfer.training.probe import fit_linear_probe, probe_predict_proba
-from transfer.training.regimes import Regime, apply_regime
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.fit import RunOptions, fit_classifier
+from transfer.training.head_engine import predict_head, train_head
+from transfer.training.probe import ProbeResult
+from transfer.training.regimes import apply_regime
 
 log = logging.getLogger(__name__)
 ORDER = ("frozen", "partial", "full")  # cheapest first: ties and non-significant differences go to the left
@@ -59,6 +60,14 @@ class AutoResult:
         }
 
 
+def _probe(feats: torch.Tensor, labels: torch.Tensor, classes: int, cfg: TrainConfig, seed: int, names) -> ProbeResult:
+    """The head engine's cross-validated L-BFGS probe on N x D features: its CV accuracy is the evidence."""
+    head = torch.nn.Linear(int(feats.shape[-1]), classes)
+    result = train_head(head, feats, labels, replace(cfg, seed=seed), solver="lbfgs", class_names=names)
+    assert result.probe is not None
+    return result.probe
+
+
 def _centre_features(
     body: Backbone, images: LabelledImages, features: FeatureConfig, stage: str | None
 ) -> torch.Tensor:
@@ -79,16 +88,14 @@ def choose_regime(
     make_backbone: Callable[[Regime], Backbone],
     presets: dict[str, Regime],
     train: LabelledImages,
-    head_spec: dict,
-    augment: AugmentConfig,
-    train_cfg: TrainConfig,
+    cfg: TrainConfig,
     budget_s: float | None = None,
     seed: int = 0,
 ) -> AutoResult:
     """Measure the regimes on `train` (the study's training images only) and pick one; see the module docstring."""
     started = time.perf_counter()
     budget = float(budget_s) if budget_s else default_budget_s()
-    features = train_cfg.features or FeatureConfig()
+    features = cfg.features
     classes = len(train.classes)
     inner_tr, inner_va = stratified_split(train.labels, INNER_VAL_FRACTION, seed)
     y_va = train.labels[inner_va]
@@ -100,7 +107,7 @@ def choose_regime(
     apply_regime(body, presets["frozen"])
     t = time.perf_counter()
     feats = _centre_features(body, train, features, None)
-    cv = fit_linear_probe(feats, train.labels, classes, seed=seed, class_names=train.classes)
+    cv = _probe(feats, train.labels, classes, cfg, seed, train.classes)
     evidence.append(
         _row(
             "linear probe, penultimate layer",
@@ -117,7 +124,7 @@ def choose_regime(
     if len(stages) >= 3:  # an earlier layer: if it beats the top one, the top is too specific to the source
         t = time.perf_counter()
         early = _centre_features(body, train, features, stages[-2].name)
-        cv_early = fit_linear_probe(early, train.labels, classes, seed=seed, class_names=train.classes)
+        cv_early = _probe(early, train.labels, classes, cfg, seed, train.classes)
         evidence.append(
             _row(
                 f"linear probe, stage {stages[-2].name}",
@@ -131,8 +138,9 @@ def choose_regime(
             )
         )
     t = time.perf_counter()
-    inner = fit_linear_probe(feats[inner_tr], train.labels[inner_tr], classes, seed=seed)
-    correct["frozen"] = probe_predict_proba(inner.linear, feats[inner_va]).argmax(1) == y_va
+    inner = torch.nn.Linear(int(feats.shape[1]), classes)
+    train_head(inner, feats[inner_tr], train.labels[inner_tr], replace(cfg, seed=seed), solver="lbfgs")
+    correct["frozen"] = predict_head(inner, feats[inner_va]).argmax(1) == y_va
     evidence.append(_row("candidate", "frozen", correct["frozen"], time.perf_counter() - t, "L-BFGS linear probe"))
 
     candidates = [r for r in ("partial", "full") if r in presets]
@@ -146,17 +154,11 @@ def choose_regime(
         torch.manual_seed(seed)
         regime = presets[name]
         backbone = make_backbone(regime)
-        head = create_head(
-            head_spec["name"], backbone.num_features, classes, **{k: v for k, v in head_spec.items() if k != "name"}
-        )
-        cfg = replace(
-            train_cfg,
-            seed=seed,
-            validate_each_epoch=False,
-            trainer={**train_cfg.trainer, "max_time": {"seconds": max(int(share), 1)}},
-        )
+        head = create_head(cfg.head.name, backbone.num_features, classes, **cfg.head.params)
+        run_cfg = replace(cfg, seed=seed, trainer=replace(cfg.trainer, max_time={"seconds": max(int(share), 1)}))
+        once = RunOptions(validate_each_epoch=False)
         fitted = fit_classifier(
-            backbone, head, regime, train.subset(inner_tr), train.subset(inner_va), augment, cfg, None, quiet=True
+            backbone, head, regime, train.subset(inner_tr), train.subset(inner_va), run_cfg, None, True, once
         )
         seconds = time.perf_counter() - t
         correct[name] = fitted.val_probs.argmax(1) == y_va

@@ -18,19 +18,19 @@ import numpy as np
 import torch
 
 from transfer.backbones.base import Backbone
-from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.distributed import dist_info
 from transfer.eval.scoring import scored_metrics
 from transfer.eval.stats import majority_baseline
 from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
-from transfer.training.fit import TrainConfig, fit_classifier
-from transfer.training.regimes import Regime
-from transfer.training.study import RunResult, quiet_per_run_logs
+from transfer.studies.study import RunResult, quiet_per_run_logs
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.fit import RunOptions, fit_classifier
 
 if TYPE_CHECKING:
     from transfer.data.task import TaskData
+    from transfer.studies.startup import FitRequest
 
 MIN_FOLDS = 2
 
@@ -98,11 +98,9 @@ def stratified_folds(labels: torch.Tensor, groups: list[str], k: int, seed: int)
 def cross_validate(
     make_backbone: Callable[[Regime], Backbone],
     regime: Regime,
-    head_spec: dict,
     images: LabelledImages,
     index: list[int],
-    augment: AugmentConfig,
-    train_cfg: TrainConfig,
+    cfg: TrainConfig,
     seed: int,
     folds: int,
     on_fold: Callable[[int, float], None] | None = None,
@@ -120,17 +118,15 @@ def cross_validate(
     started = time.perf_counter()
     fold_of = stratified_folds(part.labels, groups, k, seed)
     probs = torch.zeros(len(index), len(classes))
-    head_args = {key: v for key, v in head_spec.items() if key != "name"}
-    cfg = replace(train_cfg, seed=seed, validate_each_epoch=False)
+    cfg = replace(cfg, seed=seed)
     for fold in range(k):
         held = [i for i, f in enumerate(fold_of) if f == fold]
         train = [i for i, f in enumerate(fold_of) if f != fold]
         torch.manual_seed(seed)  # each fold starts where the study's run started
         backbone = make_backbone(regime)
-        head = create_head(head_spec["name"], backbone.num_features, len(classes), **head_args)
-        fitted = fit_classifier(
-            backbone, head, regime, part.subset(train), part.subset(held), augment, cfg, None, quiet=True
-        )
+        head = create_head(cfg.head.name, backbone.num_features, len(classes), **cfg.head.params)
+        once = RunOptions(validate_each_epoch=False)
+        fitted = fit_classifier(backbone, head, regime, part.subset(train), part.subset(held), cfg, None, True, once)
         probs[held] = fitted.val_probs.float().cpu()
         if on_fold is not None:
             on_fold(fold, float((probs[held].argmax(1) == part.labels[held]).float().mean()))
@@ -151,11 +147,11 @@ def pooled_majority(labels: torch.Tensor, fold_of: list[int]) -> float:
     return hits / len(fold_of)
 
 
-def crossvalidate_choice(req, task: TaskData, best: RunResult, make_backbone) -> CrossValidation | None:
-    """`req` is the pipeline's FitRequest (not imported: the pipeline imports this module)."""
+def crossvalidate_choice(req: FitRequest, task: TaskData, best: RunResult, make_backbone) -> CrossValidation | None:
     """The fit's headline without test/: the best run's regime and seed, cross-validated over every labelled image
     (its training and held-out splits together), with the lines it prints; None when off or impossible (said)."""
-    if req.cv_folds == 0 or task.test_idx or task.eval_name != "val":
+    folds = req.cfg.report.cv_folds
+    if folds == 0 or task.test_idx or task.eval_name != "val":
         return None
     if dist_info()[1] > 1:
         print("cross-validation: skipped under DDP (one process scores the folds); the headline is the val split")
@@ -163,12 +159,10 @@ def crossvalidate_choice(req, task: TaskData, best: RunResult, make_backbone) ->
     regime = next((r for r in req.regimes if r.name == best.regime), None) or req.presets[best.regime]
     index = sorted(set(best.train_idx) | set(best.eval_idx))
     with quiet_per_run_logs(True):
-        cv = cross_validate(
-            make_backbone, regime, dict(req.head), task.images, index, req.augment, req.train, best.seed, req.cv_folds
-        )
+        cv = cross_validate(make_backbone, regime, task.images, index, req.cfg, best.seed, folds)
     if cv is None:
         print(
-            f"cross-validation: skipped (a class has a single distinct image, or report.cv_folds={req.cv_folds}); "
+            f"cross-validation: skipped (a class has a single distinct image, or report.cv_folds={folds}); "
             "the headline is the val split"
         )
         return None

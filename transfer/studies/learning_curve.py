@@ -12,11 +12,9 @@ import datetime
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from transfer.backbones.factory import create_backbone
 from transfer.eval.learning_curve import (
     doubling_sentence,
     fit_learning_curve,
@@ -27,12 +25,9 @@ from transfer.eval.page import write_report
 from transfer.eval.report_sections import scan_section
 from transfer.eval.scoring import scored_metrics
 from transfer.model.heads import create_head
-from transfer.training.fit import fit_classifier
-from transfer.training.regimes import Regime
-from transfer.training.study import quiet_per_run_logs
-
-if TYPE_CHECKING:
-    from transfer.training.pipeline import FitRequest
+from transfer.studies.startup import FitRequest, start
+from transfer.studies.study import quiet_per_run_logs
+from transfer.training.fit import RunOptions, fit_classifier
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -40,34 +35,26 @@ FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[float] = FRACTIONS, on_point=None) -> dict:
     """Score req's first regime (frozen for regime=auto) with its first seed at each fraction of the training split;
     returns learning_curve.json's content: {"regime", "seed", "eval_split", "eval_n", "points", "fit", "sentence"}."""
-    from transfer.training.pipeline import load_task, pretrain_digits_source
-
     regime = req.regimes[0]
     if regime.name == "auto":  # the curve needs one regime: the cheap one, where features are cached once
         regime = req.presets["frozen"]
         print("learning curve: regime=auto -> frozen (the cheapest; set regime=partial or regime=full for another)")
-    seed = req.seeds[0]
-    weights = req.backbone.weights
-    if req.source:
-        weights = str(pretrain_digits_source(req)[0])
-    torch.manual_seed(seed)
-    probe = _make_backbone(req, regime, weights)
-    task = load_task(req.data, probe.preprocessing, req.out_dir)
+    seed, cfg = req.seeds[0], replace(req.cfg, seed=req.seeds[0])
+    setup = start(replace(req, regimes=[regime]), regime)
+    task = setup.task
     train_idx, eval_idx = task.split(seed)
     labels, classes = task.images.labels, list(task.images.classes)
     held = task.images.subset(eval_idx)
     subsets = learning_curve_subsets(labels[torch.as_tensor(train_idx)], list(fractions), seed)
-    head_args = {k: v for k, v in req.head.items() if k != "name"}
-    cfg = replace(req.train, seed=seed, validate_each_epoch=False)
+    once = RunOptions(validate_each_epoch=False)
     points = []
     with quiet_per_run_logs(True):
         for fraction, part in zip(fractions, subsets, strict=True):
             idx = [train_idx[i] for i in part]
             torch.manual_seed(seed)
-            backbone = probe if probe is not None else _make_backbone(req, regime, weights)
-            probe = None  # built once to read the preprocessing: used for the first part
-            head = create_head(req.head["name"], backbone.num_features, len(classes), **head_args)
-            fitted = fit_classifier(backbone, head, regime, task.images.subset(idx), held, req.augment, cfg, None, True)
+            backbone = setup.make_backbone(regime)
+            head = create_head(cfg.head.name, backbone.num_features, len(classes), **cfg.head.params)
+            fitted = fit_classifier(backbone, head, regime, task.images.subset(idx), held, cfg, None, True, once)
             m = scored_metrics(fitted.val_probs, held.labels, classes, labels[torch.as_tensor(idx)])
             point = {
                 "fraction": float(fraction),
@@ -84,14 +71,15 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
     fit = fit_learning_curve([p["n"] for p in points], [p["accuracy"] for p in points])
     sentence = doubling_sentence(fit, len(train_idx))
     out = Path(req.out_dir)
+    name = cfg.backbone.name
     png = plot_learning_curve(
         [(p["n"], p["accuracy"]) for p in points],
         fit,
         out / "learning_curve.png",
-        f"{req.backbone.name} {regime.name}: {task.eval_name} accuracy",
+        f"{name} {regime.name}: {task.eval_name} accuracy",
     )
     result = {
-        "backbone": req.backbone.name,
+        "backbone": name,
         "regime": regime.name,
         "seed": seed,
         "data": task.description,
@@ -105,13 +93,6 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
     (out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(_page(result, out, png), out / "report.html")
     return result
-
-
-def _make_backbone(req: FitRequest, regime: Regime, weights: str | None):
-    b = req.backbone
-    if not regime.pretrained:
-        return create_backbone(b.name, pretrained=False, **b.kwargs)
-    return create_backbone(b.name, pretrained=b.pretrained, weights=weights, **b.kwargs)
 
 
 def _page(result: dict, out: Path, png: Path) -> dict:

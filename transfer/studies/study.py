@@ -7,14 +7,13 @@ import json
 import logging
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from transfer.atomic import write_text_atomic
 from transfer.backbones.base import Backbone
-from transfer.data.augment import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.splits import Splitter
 from transfer.distributed import is_rank_zero
@@ -23,18 +22,19 @@ from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
 from transfer.eval.stats import paired_table, wilson_interval
 from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
-from transfer.training.fit import TrainConfig, fit_classifier
-from transfer.training.regimes import Regime
-from transfer.training.resume import (
+from transfer.studies.config import FitConfig
+from transfer.studies.resume import (
     checkpoints_path,
     discard_checkpoints,
     forget_runs,
     prepare_checkpoints,
     read_run_record,
     record_path,
-    resume_checkpoint,
     write_run_record,
 )
+from transfer.training.config import Regime
+from transfer.training.fit import RunOptions, fit_classifier
+from transfer.training.resumable import resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +84,26 @@ class StudyResult:
 
 def run_study(
     make_backbone: Callable[[Regime], Backbone],
-    backbone_name: str,
-    head_spec: dict,
     regimes: list[Regime],
     seeds: list[int],
     images: LabelledImages,
     split: Splitter,
-    augment: AugmentConfig,
-    train_cfg: TrainConfig,
+    cfg: FitConfig,
     out_dir: Path,
-    backbone_kwargs: dict | None = None,
     quiet: bool = False,
     on_run: Callable[[RunResult], None] | None = None,
-    resume: bool = False,
 ) -> StudyResult:
     """Every regime x seed; models saved under out_dir/models/ (or out_dir/model for a single run).
 
-    With `resume`, a run whose model dir and record (training/resume.py) are complete is read back, not retrained,
+    With `cfg.resume`, a run whose model dir and record (training/resume.py) are complete is read back, not retrained,
     and a fine-tune killed mid-way continues from its newest epoch checkpoint; without, earlier records are forgotten.
     """
     single = len(regimes) * len(seeds) == 1
     result = StudyResult()
+    resume, head_spec = cfg.resume, cfg.head.spec()
+    backbone_name, backbone_kwargs = cfg.backbone.name, cfg.backbone.kwargs
     if not resume and is_rank_zero():
         forget_runs(out_dir)
-    head_args = {k: v for k, v in head_spec.items() if k != "name"}
     with quiet_per_run_logs(quiet and not single):
         for regime in regimes:
             for seed in seeds:
@@ -129,7 +125,7 @@ def run_study(
                 train, evaluation = images.subset(train_idx), images.subset(eval_idx)
                 torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
                 backbone = make_backbone(regime)
-                head = create_head(head_spec["name"], backbone.num_features, len(images.classes), **head_args)
+                head = create_head(cfg.head.name, backbone.num_features, len(images.classes), **cfg.head.params)
                 log_dir = out_dir if single else None
                 ckpt_dir = checkpoints_path(mdir)
                 if is_rank_zero():
@@ -137,16 +133,10 @@ def run_study(
                     prepare_checkpoints(ckpt_dir, key, resume)  # a killed fine-tune of this very run: kept
                 if resume and (ckpt := resume_checkpoint(ckpt_dir)):
                     log.info("resume: %s continues from its checkpoint %s", run_name, Path(ckpt).name)
-                cfg = TrainConfig(
-                    **{
-                        **train_cfg.__dict__,
-                        "seed": seed,
-                        "validate_each_epoch": single,
-                        "resume": resume,
-                        "checkpoint_dir": str(ckpt_dir),
-                    }
+                options = RunOptions(validate_each_epoch=single, checkpoint_dir=str(ckpt_dir))
+                fitted = fit_classifier(
+                    backbone, head, regime, train, evaluation, replace(cfg, seed=seed), log_dir, quiet, options
                 )
-                fitted = fit_classifier(backbone, head, regime, train, evaluation, augment, cfg, log_dir, quiet)
                 metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
                 if is_rank_zero():
                     save_model_dir(

@@ -1,0 +1,153 @@
+"""What every study starts from, written once: the request (config, regimes, presets, run dir), then the start-up
+sequence fit, learning-curve, lr-find and features all run: (source pretraining) -> the first body (resolving its
+weights, so no network is reported before any decoding) -> the task's images at the body's store size."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from transfer.backbones.base import Backbone
+from transfer.backbones.factory import create_backbone
+from transfer.data.splits import stratified_split
+from transfer.data.task import TaskData, load_digits_task, load_task
+from transfer.errors import UserError
+from transfer.eval.metrics import classification_metrics
+from transfer.model.heads import create_head
+from transfer.model.model_dir import save_model_dir
+from transfer.studies.config import FitConfig
+from transfer.training.config import Regime
+from transfer.training.fit import fit_classifier
+
+log = logging.getLogger("transfer")
+
+
+@dataclass
+class FitRequest:
+    """A study's whole input: the config, the regimes it runs, every preset (auto, probes and the source use them),
+    where it writes. Plain dataclasses: the library drives it without Hydra."""
+
+    cfg: FitConfig
+    regimes: list[Regime]
+    presets: dict[str, Regime]
+    out_dir: Path
+    quiet: bool = False
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.cfg.study.seeds] if self.cfg.study.seeds else [int(self.cfg.seed)]
+
+
+def study_regimes(cfg: FitConfig, presets: dict[str, Regime]) -> list[Regime]:
+    """`study.regimes` by name (the configured `regime` when it has that name, with its overrides), else `regime`."""
+    if not cfg.study.regimes:
+        return [cfg.regime]
+    out = []
+    for name in cfg.study.regimes:
+        if name == cfg.regime.name:
+            out.append(cfg.regime)
+        elif name in presets:
+            out.append(presets[name])
+        else:
+            raise UserError(f"study.regimes: unknown regime {name!r}; choose from {', '.join(presets)}.")
+    return out
+
+
+@dataclass
+class Started:
+    make_backbone: Callable[[Regime], Backbone]  # a body for a regime: pretrained (or the source model) or random
+    task: TaskData
+    weights: str | None  # what the pretrained bodies load: backbone.weights, or the source model's dir
+    source: dict | None = None  # the source model: classes, accuracy, model_dir, seconds
+    first: Backbone | None = field(default=None, repr=False)  # the body built to read the preprocessing
+
+
+def start(req: FitRequest, first: Regime) -> Started:
+    """Source pretraining when configured, the first body (seeded by the first seed: the same config builds the same
+    random weights), then the task's images. `make_backbone(first)` returns that first body once, then new ones."""
+    cfg, bb = req.cfg, req.cfg.backbone
+    weights, source = bb.weights, None
+    if cfg.source is not None and any(r.pretrained for r in [first, *req.regimes]):
+        if cfg.data.kind != "digits":
+            raise UserError(
+                "source: pretraining a source model is implemented for data=digits only; the digits recipe sets it: "
+                "add source=null, or start from recipe=cat_detector for an image folder."
+            )
+        t = time.perf_counter()
+        path, acc = pretrain_digits_source(req)
+        weights = str(path)
+        source = {
+            "classes": list(cfg.source.classes),
+            "accuracy": acc,
+            "model_dir": weights,
+            "seconds": time.perf_counter() - t,
+        }
+        print(
+            f"source model: {bb.name} trained on digits {list(cfg.source.classes)}, held-out accuracy {acc:.3f}"
+            f" -> {path}"
+        )
+    built: dict[str, Backbone] = {}
+
+    def make_backbone(regime: Regime) -> Backbone:
+        if regime is first and "first" in built:  # the body built to read the preprocessing, used once
+            return built.pop("first")
+        if not regime.pretrained:
+            return create_backbone(bb.name, pretrained=False, **bb.kwargs)
+        if not weights and not bb.pretrained:
+            log.warning(
+                "regime %s uses backbone %s with random weights (backbone.pretrained=false, no weights)",
+                regime.name,
+                bb.name,
+            )
+        return create_backbone(bb.name, pretrained=bb.pretrained, weights=weights, **bb.kwargs)
+
+    torch.manual_seed(req.seeds[0])
+    body = make_backbone(first)  # resolves weights first: no network is reported before any decoding
+    built["first"] = body
+    task = load_task(cfg.data, body.preprocessing, req.out_dir)
+    if cfg.data.kind != "folder":  # a folder's scan has printed its own summary
+        print(f"data: {task.description}")
+    return Started(make_backbone, task, weights, source, body)
+
+
+def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
+    """Train the body from scratch on the source digits; returns (model dir, held-out source accuracy)."""
+    cfg, src, bb = req.cfg, req.cfg.source, req.cfg.backbone
+    assert src is not None
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(bb.name, pretrained=False, **bb.kwargs)
+    task = load_digits_task(list(src.classes), 1, backbone.preprocessing)
+    train_idx, val_idx = stratified_split(task.images.labels, 0.1, 0)
+    head = create_head("softmax", backbone.num_features, len(task.images.classes))
+    source_cfg = replace(
+        cfg,
+        trainer=replace(cfg.trainer, max_epochs=src.max_epochs),
+        head=replace(cfg.head, lr=src.lr),
+        data=replace(cfg.data, batch_size=src.batch_size),
+    )
+    fitted = fit_classifier(
+        backbone,
+        head,
+        req.presets["scratch"],
+        task.images.subset(train_idx),
+        task.images.subset(val_idx),
+        source_cfg,
+        None,
+        quiet=True,
+    )
+    acc = classification_metrics(fitted.val_probs, task.images.labels[val_idx], task.images.classes)["accuracy"]
+    path = save_model_dir(
+        req.out_dir / "source_model",
+        fitted.classifier,
+        bb.name,
+        task.images.classes,
+        {"name": "softmax"},
+        bb.kwargs,
+        extra={"source_accuracy": acc},
+    )
+    return path, acc
