@@ -1,5 +1,5 @@
-"""FitRequests for tests, built the way the CLI builds them: compose the config with overrides, then
-`build_request` (so tests exercise the one path from config to training)."""
+"""FitRequests for tests, built the way the CLI builds them: compose the config with overrides into the typed
+dataclasses, then the fit command's `fit_request` (so tests exercise the one path from config to training)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def fit_request(out_dir: Path, *overrides: str, recipe: str | None = None):
-    from transfer.app.commands.fit import build_request
+    from transfer.app.commands.fit import fit_request as build
     from transfer.app.compose import compose
 
     base = [f"recipe={recipe}"] if recipe else ["~recipe"]
     cfg = compose([*base, "trainer.accelerator=cpu", "features.progress=false", *overrides])
-    return build_request(cfg, Path(out_dir), quiet=True)
+    return build(cfg, Path(out_dir), quiet=True)

@@ -14,14 +14,8 @@ from PIL import Image
 
 from transfer.app.commands.augment_preview import grid_size, pick_rows, render_preview
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import (
-    AugmentConfig,
-    ColourShift,
-    augment_config,
-    build_eval_transform,
-    build_train_transform,
-    fit_pca_colour,
-)
+from transfer.data.augment import ColourShift, build_eval_transform, build_train_transform, fit_pca_colour
+from transfer.data.config import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 
@@ -30,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_preset(name: str) -> AugmentConfig:
-    """conf/augment/<name>.yaml as the AugmentConfig that fit receives."""
-    import yaml
+    """conf/augment/<name>.yaml merged on the dataclass, as Hydra does: the AugmentConfig that fit receives."""
+    from omegaconf import OmegaConf
 
-    return augment_config(yaml.safe_load((ROOT / "conf" / "augment" / f"{name}.yaml").read_text()) or {})
+    preset = OmegaConf.load(ROOT / "conf" / "augment" / f"{name}.yaml")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), preset))
 
 
 def _pixels(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -99,12 +94,14 @@ def test_pca_fitted_on_own_pixels_finds_the_colour_axis() -> None:
 
 
 def test_bad_augment_values_are_user_errors() -> None:
-    with pytest.raises(UserError, match=r"augment: unknown key\(s\) \['flip'\]"):
-        augment_config({"flip": True})
+    from transfer.app.compose import compose
+
+    with pytest.raises(UserError, match=r"augment.flip: unknown key; augment.\* accepts .*mirror"):
+        compose(["~recipe", "+augment.flip=true"])
     with pytest.raises(UserError, match="augment.crop='zoom'"):
-        augment_config({"crop": "zoom"})
+        AugmentConfig(crop="zoom")
     with pytest.raises(UserError, match="augment.crop_scale"):
-        augment_config({"crop_scale": [0.9, 0.2]})
+        AugmentConfig(crop_scale=[0.9, 0.2])
 
 
 def test_preview_grid_size_and_rows() -> None:

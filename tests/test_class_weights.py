@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from transfer.training.class_weights import class_weights, soft_cross_entropy
-from transfer.training.head_engine import HeadTraining, fit_heads, predict_heads
+from configs import train_config
+
+from transfer.training.head_sgd import fit_heads, predict_heads
 from transfer.training.module import TransferModule
 from transfer.training.regimes import Regime
 
@@ -58,7 +60,7 @@ def test_weights_lift_balanced_accuracy_on_a_10_to_1_set():
     for mode in ("none", "balanced"):
         torch.manual_seed(0)
         head = nn.Linear(8, 2)
-        how = HeadTraining(epochs=40, batch_size=32, weight_decay=0.0, class_weights=mode)
+        how = train_config(epochs=40, batch_size=32, weight_decay=0.0, class_weights=mode)
         fit = fit_heads([head], [0.05], x, y, how)
         scores[mode] = _balanced_accuracy(predict_heads(fit.heads, tx)[0], ty)
     assert scores["balanced"] > scores["none"] + 0.05

@@ -11,11 +11,13 @@ from torch import nn
 
 from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
-from transfer.training.fit import TrainConfig, fit_classifier, selection_split
-from transfer.training.head_engine import HeadTraining, fit_heads, predict_heads
-from transfer.training.optim import SchedulerSpec
-from transfer.training.regimes import Regime
-from transfer.training.selection import EpochSelection, inner_split
+from transfer.training.config import Regime, TrainConfig, TrainerConfig
+from transfer.training.fit import RunOptions, fit_classifier, selection_split
+from configs import train_config
+
+from transfer.training.head_sgd import fit_heads, predict_heads
+from transfer.training.config import SchedulerConfig
+from transfer.training.selection import inner_split
 
 
 def _blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,12 +40,12 @@ def test_head_engine_keeps_the_best_epoch_and_stops_after_patience():
     # head worse on the selection split, so the best epoch is an early one and the last is the worst
     x, y = _blobs(64, 0)
     sx, sy = _blobs(40, 1)
-    how = HeadTraining(
+    how = train_config(
         epochs=30,
         batch_size=16,
         weight_decay=0.0,
-        scheduler=SchedulerSpec("constant"),
-        selection=EpochSelection("val/acc", patience=3),
+        scheduler=SchedulerConfig("constant"),
+        monitor="val/acc", patience=3,
     )
     fit = fit_heads([_good_head()], [0.5], x, 1 - y, how, select_features=sx, select_labels=sy)
     accs = [row["select/acc"] for row in fit.history]
@@ -57,7 +59,7 @@ def test_head_engine_keeps_the_best_epoch_and_stops_after_patience():
 
 def test_head_engine_without_selection_keeps_the_last_epoch():
     x, y = _blobs(64, 0)
-    how = HeadTraining(epochs=5, batch_size=16, selection=EpochSelection("val/acc", patience=1))
+    how = train_config(epochs=5, batch_size=16, monitor="val/acc", patience=1)
     fit = fit_heads([_good_head()], [0.5], x, 1 - y, how)
     assert len(fit.history) == 5 and fit.best_epochs == [None]
 
@@ -85,7 +87,7 @@ def test_study_eval_split_never_chooses_the_epoch():
     assert where == "20% of train (inner split)"
     assert len(fit_part) + len(select) == len(train) and set(select.names) <= set(train.names)
     assert not set(select.names) & set(test.names)
-    assert selection_split(train, test, TrainConfig(selection=EpochSelection("none")))[1] is None
+    assert selection_split(train, test, TrainConfig(trainer=TrainerConfig(monitor="none")))[1] is None
 
 
 class _Record(pl.Callback):
@@ -103,31 +105,23 @@ def test_lightning_fit_returns_the_best_epochs_weights(tmp_path):
     train, val = _digits()
     val = val.subset(list(range(30)))
     aug = AugmentConfig(mirror=False, crop="none")
-    base = {"batch_size": 8, "scheduler": SchedulerSpec("constant"), "select_on": "val"}
+    base = {"batch_size": 8, "scheduler": SchedulerConfig("constant"), "select_on": "val", "augment": aug}
     torch.manual_seed(0)
     body, head, full = lenet(), nn.Linear(84, 3), Regime("full", frozen_stages=0, body_lr_factor=1.0)
-    quiet = {"accelerator": "cpu", "enable_progress_bar": False}
     fit_classifier(
         body,
         head,
         full,
         train,
         val,
-        aug,
-        TrainConfig(max_epochs=6, lr=0.05, selection=EpochSelection("none"), trainer=quiet, **base),
+        train_config(epochs=6, lr=0.05, monitor="none", accelerator="cpu", **base),
         quiet=True,
     )
     noisy = train.subset(list(range(len(train))))
     noisy.labels = (noisy.labels + 1) % 3
     rec = _Record()
-    cfg = TrainConfig(
-        max_epochs=8,
-        lr=0.01,
-        selection=EpochSelection("val/acc", patience=2),
-        trainer={**quiet, "callbacks": [rec]},
-        **base,
-    )
-    out = fit_classifier(body, head, full, noisy, val, aug, cfg, quiet=True)
+    cfg = train_config(epochs=8, lr=0.01, monitor="val/acc", patience=2, accelerator="cpu", **base)
+    out = fit_classifier(body, head, full, noisy, val, cfg, quiet=True, run=RunOptions(callbacks=[rec]))
     assert rec.acc[-1] < max(rec.acc)
     assert out.best_epoch == rec.acc.index(max(rec.acc))
     assert len(rec.acc) == out.best_epoch + 3  # early stopping, patience 2

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transfer.training.head_engine import HeadTraining, fit_heads, train_head_grid
+from configs import train_config
+
+from transfer.training.head_sgd import fit_heads, train_head_grid
 
 
 def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,7 +20,7 @@ def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_each_head_learns_at_its_own_rate():
     x, y = _separable(60, 0)
     vx, vy = _separable(30, 1)
-    accs = train_head_grid(x.unsqueeze(1), y, vx, vy, [0.0, 0.05], HeadTraining(epochs=10, batch_size=16))
+    accs = train_head_grid(x.unsqueeze(1), y, vx, vy, [0.0, 0.05], train_config(epochs=10, batch_size=16))
     assert len(accs) == 2
     assert accs[1] == 1.0  # the head with a real rate separates the classes
     assert accs[0] < 0.9  # the lr=0 head never moved from its random init
@@ -27,7 +29,7 @@ def test_each_head_learns_at_its_own_rate():
 def test_a_grid_of_heads_equals_each_head_trained_alone():
     """Summed losses, one optimiser: each head's update is its own (the grid is only a speed-up)."""
     x, y = _separable(40, 2)
-    how = HeadTraining(epochs=3, batch_size=8)
+    how = train_config(epochs=3, batch_size=8)
     torch.manual_seed(0)
     pair = [nn.Linear(8, 3), nn.Linear(8, 3)]
     alone = [nn.Linear(8, 3), nn.Linear(8, 3)]
@@ -46,7 +48,7 @@ def test_history_has_one_row_per_epoch_and_biases_are_not_decayed():
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(1.0)
-    fit = fit_heads([head], [0.0], x, y, HeadTraining(epochs=4, batch_size=10, weight_decay=0.5), x, y)
+    fit = fit_heads([head], [0.0], x, y, train_config(epochs=4, batch_size=10, weight_decay=0.5), x, y)
     assert [r["epoch"] for r in fit.history] == [0, 1, 2, 3]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(fit.history[0])
 

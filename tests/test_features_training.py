@@ -8,6 +8,7 @@ import re
 import pytest
 import pytorch_lightning as pl
 import torch
+from configs import train_config
 from features_helpers import lenet
 from safetensors.torch import save_file
 from torch import nn
@@ -18,10 +19,10 @@ from transfer.data.task import load_digits_task
 from transfer.errors import UserError
 from transfer.features import FeatureConfig
 from transfer.model.classifier import Classifier
-from transfer.training.fit import TrainConfig, fit_classifier, make_trainer, predict_probs
+from transfer.training.config import Regime, TrainConfig
+from transfer.training.fit import RunOptions, fit_classifier, make_trainer, predict_probs
 from transfer.training.module import TransferModule
-from transfer.training.regimes import Regime, apply_regime
-from transfer.training.selection import EpochSelection
+from transfer.training.regimes import apply_regime
 
 FROZEN = Regime("frozen", frozen_stages=None, body_lr_factor=0.0)
 
@@ -32,16 +33,18 @@ def _task():
     return task.images.subset(train_idx), task.images.subset(test_idx)
 
 
-def _cfg(tmp_path, **features) -> TrainConfig:
-    return TrainConfig(
-        max_epochs=8,
+ONCE = RunOptions(validate_each_epoch=False)
+
+
+def _cfg(tmp_path, augment: AugmentConfig | None = None, **features) -> TrainConfig:
+    return train_config(
+        epochs=8,
         lr=0.02,
         batch_size=8,
-        seed=0,
-        validate_each_epoch=False,
-        selection=EpochSelection("none"),  # every image trains, the last epoch is kept: what the naive loop does
+        monitor="none",  # every image trains, the last epoch is kept: what the naive loop does
         solver="sgd",  # the naive loop is SGD epochs: the head engine must match it exactly
-        trainer={"accelerator": "cpu", "enable_progress_bar": False},
+        accelerator="cpu",
+        augment=augment or AugmentConfig(),
         features=FeatureConfig(cache_dir=str(tmp_path / "cache"), progress=False, **{"views": 1, **features}),
     )
 
@@ -58,7 +61,7 @@ def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 def test_head_on_cache_matches_head_through_the_frozen_backbone(tmp_path):
     train, test = _task()
     cfg = _cfg(tmp_path)
-    cached = fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=False), cfg)
+    cached = fit_classifier(lenet(), _head(), FROZEN, train, test, cfg, run=ONCE)
 
     # the naive way: the frozen backbone runs in the training loop on every batch of every epoch
     pl.seed_everything(0, verbose=False)
@@ -71,8 +74,8 @@ def test_head_on_cache_matches_head_through_the_frozen_backbone(tmp_path):
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
     )
-    module = TransferModule(body, head, 3, FROZEN, cfg.lr, cfg.weight_decay)
-    make_trainer(cfg, None, quiet=True).fit(module, loader)
+    module = TransferModule(body, head, 3, FROZEN, cfg)
+    make_trainer({"max_epochs": 8, "accelerator": "cpu"}, None, quiet=True).fit(module, loader)
     test_loader = DataLoader(TensorDataset(tf(test.pixels), test.labels), batch_size=64)
     naive = predict_probs(Classifier(body, head), test_loader, torch.device("cpu"))
 
@@ -86,7 +89,8 @@ def test_second_fit_hits_the_cache(tmp_path, caplog):
     train, test = _task()
     caplog.set_level(logging.INFO, logger="transfer")
     for _ in range(2):
-        fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=True), _cfg(tmp_path, views="flip"))
+        cfg = _cfg(tmp_path, AugmentConfig(mirror=True), views="flip")
+        fit_classifier(lenet(), _head(), FROZEN, train, test, cfg, run=ONCE)
     hits = [r.getMessage() for r in caplog.records if "feature cache hit" in r.getMessage()]
     assert f"feature cache hit: {2 * len(train)} of {2 * len(train)} image-views" in hits  # train: 2 views
     assert f"feature cache hit: {len(test)} of {len(test)} image-views" in hits
@@ -95,7 +99,7 @@ def test_second_fit_hits_the_cache(tmp_path, caplog):
 def test_fit_refuses_an_earlier_stage_with_a_pointer_to_the_probe(tmp_path):
     train, test = _task()
     with pytest.raises(UserError, match=r"features.stage=c5: .*command=features"):
-        fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(), _cfg(tmp_path, stage="c5"))
+        fit_classifier(lenet(), _head(), FROZEN, train, test, _cfg(tmp_path, stage="c5"), run=ONCE)
 
 
 @pytest.mark.slow
@@ -128,8 +132,8 @@ def test_hydra_sweep_over_heads_extracts_once(tmp_path, run_cli):
 
 def test_disabled_cache_trains_the_same_and_writes_nothing(tmp_path):
     train, test = _task()
-    on = fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=False), _cfg(tmp_path))
+    on = fit_classifier(lenet(), _head(), FROZEN, train, test, _cfg(tmp_path), run=ONCE)
     off_cfg = _cfg(tmp_path / "off", enabled=False)
-    off = fit_classifier(lenet(), _head(), FROZEN, train, test, AugmentConfig(mirror=False), off_cfg)
+    off = fit_classifier(lenet(), _head(), FROZEN, train, test, off_cfg, run=ONCE)
     assert not (tmp_path / "off").exists()
     torch.testing.assert_close(on.val_probs, off.val_probs)

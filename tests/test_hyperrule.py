@@ -6,16 +6,15 @@ import math
 
 import pytest
 import pytorch_lightning as pl
+from configs import train_config
 from features_helpers import lenet
 from torch import nn
 
 from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
-from transfer.training.fit import TrainConfig, fit_classifier
+from transfer.training.config import Regime, SchedulerConfig, TrainerConfig
+from transfer.training.fit import RunOptions, fit_classifier
 from transfer.training.hyperrule import apply_hyperrule, global_batch, hyperrule
-from transfer.training.optim import SchedulerSpec
-from transfer.training.regimes import Regime
-from transfer.training.selection import EpochSelection
 
 
 def test_the_recipe_comments_arithmetic():
@@ -41,16 +40,18 @@ def test_bits_table_and_linear_rate_scaling():
 
 
 def test_global_batch_counts_devices_nodes_and_accumulation():
-    assert global_batch(32, {}) == 32
-    assert global_batch(32, {"devices": 4, "num_nodes": 2, "accumulate_grad_batches": 2}) == 512
-    assert global_batch(32, {"devices": "auto"}) == 32
+    assert global_batch(32, TrainerConfig()) == 32
+    assert global_batch(32, TrainerConfig(devices=4, num_nodes=2, accumulate_grad_batches=2)) == 512
+    assert global_batch(32, TrainerConfig(devices="auto")) == 32
 
 
 def test_other_schedulers_are_left_alone():
-    cfg = TrainConfig(max_epochs=7, scheduler=SchedulerSpec("cosine", warmup_epochs=0.1))
+    cfg = train_config(epochs=7, scheduler=SchedulerConfig("cosine", warmup_epochs=0.1))
     assert apply_hyperrule(cfg, 240) == (cfg, None)
-    rule_cfg, line = apply_hyperrule(TrainConfig(lr=0.002, batch_size=64, scheduler=SchedulerSpec("hyperrule")), 240)
-    assert (rule_cfg.max_epochs, rule_cfg.lr, rule_cfg.scheduler.name, rule_cfg.scheduler.warmup_epochs) == (
+    rule = train_config(lr=0.002, batch_size=64, scheduler=SchedulerConfig("hyperrule"))
+    rule_cfg, line = apply_hyperrule(rule, 240)
+    got = (rule_cfg.trainer.max_epochs, rule_cfg.head.lr, rule_cfg.scheduler.name, rule_cfg.scheduler.warmup_epochs)
+    assert got == (
         125,  # ceil(240/64) = 4 steps an epoch, 500 steps
         0.004,
         "cosine",
@@ -73,17 +74,18 @@ def test_a_hyperrule_fine_tune_runs_bits_steps_as_epochs(monkeypatch):
     train = task.images.subset(task.split(0)[0])
     assert len(train) == 300
     rec = _Epochs()
-    cfg = TrainConfig(
+    cfg = train_config(
         lr=0.01,
         batch_size=32,  # 10 steps an epoch: 40 steps are 4 epochs, the 10 warmup steps 1
-        scheduler=SchedulerSpec("hyperrule", reference_batch=8),
-        selection=EpochSelection("none"),
-        trainer={"accelerator": "cpu", "enable_progress_bar": False, "callbacks": [rec]},
+        scheduler=SchedulerConfig("hyperrule", reference_batch=8),
+        monitor="none",
+        accelerator="cpu",
+        augment=AugmentConfig(crop="none"),
     )
     expect = hyperrule(300, 32, 0.01, reference_batch=8)
     assert (expect.epochs, expect.warmup_epochs) == (4, 1)
     out = fit_classifier(
-        lenet(), nn.Linear(84, 3), Regime("full", frozen_stages=0), train, None, AugmentConfig(crop="none"), cfg
+        lenet(), nn.Linear(84, 3), Regime("full", frozen_stages=0), train, None, cfg, run=RunOptions(callbacks=[rec])
     )
     assert len(rec.lrs) == expect.epochs
     assert max(rec.lrs) == pytest.approx(0.04, rel=1e-6)  # 0.01 x 32/8, reached when the warmup ends

@@ -78,11 +78,32 @@ def explain(e: BaseException) -> UserError:
     return UserError(f"config: {first}")
 
 
+def check_keys(node: Any, kind: type = schema.Config, prefix: str = "") -> None:
+    """Keys the dataclasses do not know: Hydra's `+key=value` adds them to a typed node and OmegaConf.to_object
+    would drop them without a word, so a misspelt `+head.lrr=3` would train with the default."""
+    if not isinstance(node, DictConfig):
+        return
+    hints = typing.get_type_hints(kind)
+    for key in node.keys():
+        if key == "hydra" and not prefix:
+            continue
+        if key not in hints:
+            where = f"{prefix.rstrip('.')}.*" if prefix else "the top level"
+            raise UserError(
+                f"{prefix}{key}: unknown key; {where} accepts {', '.join(sorted(f.name for f in fields(kind)))} "
+                "(check the spelling; `python -m transfer --help` lists the groups)."
+            )
+        sub = next((a for a in (hints[key], *typing.get_args(hints[key])) if is_dataclass(a)), None)
+        if sub is not None:
+            check_keys(node._get_node(key), sub, f"{prefix}{key}.")
+
+
 def to_config(node: DictConfig) -> schema.Config:
     """The composed tree as the package's dataclasses: each one's `__post_init__` checks its own fields, so the first
     bad value is a UserError naming the key; a required value left unset (`???`) names its key too."""
     from omegaconf.errors import MissingMandatoryValue
 
+    check_keys(node)
     try:
         return OmegaConf.to_object(node)  # type: ignore[return-value]
     except MissingMandatoryValue as e:
