@@ -23,7 +23,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import augment_config, build_train_transform, fit_pca_colour
+from transfer.data.augment import build_train_transform, fit_pca_colour
+from transfer.data.config import AugmentConfig
 from transfer.data.datamodule import TransformDataset
 from transfer.data.labelled import LabelledImages
 from transfer.data.pixels import scan_and_decode
@@ -32,11 +33,11 @@ PRE = Preprocessing(input_size=(3, 224, 224), crop_pct=0.875)  # ImageNet protoc
 
 
 def load_preset(name: str):
-    """conf/augment/<name>.yaml as the AugmentConfig fit receives."""
-    import yaml
+    """conf/augment/<name>.yaml merged on the dataclass (as Hydra does): the AugmentConfig fit receives."""
+    from omegaconf import OmegaConf
 
     path = Path(__file__).resolve().parents[1] / "conf" / "augment" / f"{name}.yaml"
-    return augment_config(yaml.safe_load(path.read_text()) or {})
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), OmegaConf.load(path)))
 
 
 def write_photos(root: Path, n: int, size: tuple[int, int] = (800, 600), classes: int = 3) -> None:

@@ -136,15 +136,21 @@ def imagefolder_batches(root: Path, pre: Preprocessing, batch: int, workers: int
 
 
 def toolkit_images_per_s(args, data: LabelledImages, device: str, precision: str, workers: int) -> float:
-    from transfer.training.fit import TrainConfig, fit_classifier
+    from transfer.data.config import DataConfig
+    from transfer.training.config import TrainConfig, TrainerConfig
+    from transfer.training.fit import RunOptions, fit_classifier
 
     model = build(args.model, args.size)
     epochs = math.ceil(args.steps * args.batch / len(data))
-    trainer = {"accelerator": device, "devices": 1, "precision": precision, "max_steps": args.steps}
-    cfg = TrainConfig(max_epochs=epochs, batch_size=args.batch, num_workers=workers, validate_each_epoch=False)
-    cfg.trainer = {**trainer, "enable_checkpointing": False}
-    out = fit_classifier(model.backbone, model.head, Regime("full", frozen_stages=0), data, None, AugmentConfig(), cfg,
-                         quiet=True)  # fmt: skip
+    trainer = TrainerConfig(
+        max_epochs=epochs, max_steps=args.steps, accelerator=device, devices=1, precision=precision, monitor="none"
+    )
+    standard = AugmentConfig(mirror=True, crop="resized", crop_scale=[0.35, 1.0], color_jitter=0.2)  # the preset
+    cfg = TrainConfig(
+        data=DataConfig(kind="digits", batch_size=args.batch, num_workers=workers), trainer=trainer, augment=standard
+    )
+    full = Regime("full", frozen_stages=0)
+    out = fit_classifier(model.backbone, model.head, full, data, None, cfg, quiet=True, run=RunOptions(False))
     return args.steps * args.batch / out.seconds
 
 

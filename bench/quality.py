@@ -57,11 +57,11 @@ def base_overrides(args: argparse.Namespace, cache_dir: Path) -> tuple[list[str]
 
 
 def request(overrides: list[str], out_dir: Path):
-    """A FitRequest built the way the CLI builds one: compose the config, then build_request."""
-    from transfer.app.commands.fit import build_request
+    """A FitRequest built the way the CLI builds one: compose the typed config, then the fit command's request."""
+    from transfer.app.commands.fit import fit_request
     from transfer.app.compose import compose
 
-    return build_request(compose(overrides), out_dir, quiet=True)
+    return fit_request(compose(overrides), out_dir, quiet=True)
 
 
 def held_out_correct(run_dir: Path, eval_split: str) -> np.ndarray:
@@ -150,21 +150,21 @@ def frozen_setup(base: list[str], out_dir: Path, source_model: str | None):
     from dataclasses import replace
 
     from transfer.backbones.factory import create_backbone
-    from transfer.studies.fit import BackboneChoice, load_task
+    from transfer.data.task import load_task
     from transfer.training.regimes import apply_regime
 
     req = request([*base, "regime=frozen"], out_dir)
-    if source_model:  # digits: the source model the frozen run_fit pretrained (a model dir is a weights source)
-        req.backbone = BackboneChoice(req.backbone.name, False, source_model, req.backbone.kwargs)
     seed = req.seeds[0]
+    bb = req.cfg.backbone
+    if source_model:  # digits: the source model the frozen run_fit pretrained (a model dir is a weights source)
+        bb = replace(bb, pretrained=False, weights=source_model)
     torch.manual_seed(seed)  # a random body is built as run_fit builds it
-    bb = req.backbone
     backbone = create_backbone(bb.name, pretrained=bb.pretrained, weights=bb.weights, **bb.kwargs)
     apply_regime(backbone, req.presets["frozen"])
     with open(out_dir / "task.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-        task = load_task(req.data, backbone.preprocessing, out_dir)
+        task = load_task(req.cfg.data, backbone.preprocessing, out_dir)
     train_idx, eval_idx = task.split(seed)
-    req.train = replace(req.train, seed=seed)
+    req = replace(req, cfg=replace(req.cfg, seed=seed, source=None, backbone=bb))
     return req, backbone, task.images.subset(train_idx), task.images.subset(eval_idx)
 
 
@@ -178,22 +178,21 @@ def compare_heads(base: list[str], work: Path, source_model: str | None) -> dict
     out_dir = work / "heads"
     out_dir.mkdir(parents=True, exist_ok=True)
     req, backbone, train, held = frozen_setup(base, out_dir, source_model)
-    cache = FeatureCache(backbone, req.train.features, "cpu", req.augment)
+    cache = FeatureCache(backbone, req.cfg.features, "cpu", req.cfg.augment)
     x_tr = cache.features(train)  # N x K x D: what fit_classifier's head trains on (same cache, same keys)
     x_te = cache.features(held, ["center"])[:, 0]  # N_held x D
     y_tr, y_te = train.labels, held.labels.numpy()
     num_classes = len(train.classes)
 
-    head_args = {k: v for k, v in req.head.items() if k != "name"}
     torch.manual_seed(req.seeds[0])
-    head = create_head(req.head["name"], backbone.num_features, num_classes, **head_args)
+    head = create_head(req.cfg.head.name, backbone.num_features, num_classes, **req.cfg.head.params)
     start = time.perf_counter()
-    fitted = fit_classifier(backbone, head, req.presets["frozen"], train, held, req.augment, req.train, None, True)
+    fitted = fit_classifier(backbone, head, req.presets["frozen"], train, held, req.cfg, None, True)
     ours_s = time.perf_counter() - start  # features come from the cache: this is the head's time
     ours_acc = float((fitted.val_probs.argmax(1).numpy() == y_te).mean())
 
     start = time.perf_counter()
-    probe = fit_linear_probe(x_tr, y_tr, num_classes, seed=req.seeds[0], class_names=list(train.classes))
+    probe = fit_linear_probe(x_tr, y_tr, num_classes, seed=req.seeds[0], class_names=list(train.classes))  # the solver
     probe_s = time.perf_counter() - start
     probe_acc = float((probe_predict_proba(probe.linear, x_te).argmax(1).numpy() == y_te).mean())
 
@@ -209,7 +208,7 @@ def compare_heads(base: list[str], work: Path, source_model: str | None) -> dict
         "held_out_images": len(held),
         "views": int(x_tr.shape[1]),
         "features": int(x_tr.shape[2]),
-        "fit_classifier": _head_row(ours_acc, ours_s, sk_acc) | {"head": req.head["name"]},
+        "fit_classifier": _head_row(ours_acc, ours_s, sk_acc) | {"head": req.cfg.head.name},
         "fit_linear_probe": _head_row(probe_acc, probe_s, sk_acc) | {"l2": probe.l2, "folds": probe.folds},
         "sklearn": {"accuracy": sk_acc, "seconds": sk_s, "C": sk_c, "folds": sk_folds},
     }

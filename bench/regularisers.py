@@ -40,11 +40,11 @@ VARIANTS = {
 
 def study(overrides: list[str], out_dir: Path) -> tuple[dict, float]:
     """One digits study; its report and wall time."""
-    from transfer.app.commands.fit import build_request
+    from transfer.app.commands.fit import fit_request
     from transfer.app.compose import compose
     from transfer.studies.fit import run_fit
 
-    req = build_request(compose(overrides), out_dir, quiet=True)
+    req = fit_request(compose(overrides), out_dir, quiet=True)
     start = time.perf_counter()
     with open(out_dir.with_suffix(".log"), "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         report = run_fit(req)

@@ -256,23 +256,22 @@ def test_user_backbone_and_head_work_with_every_regime(tmp_path, monkeypatch):
 
 def test_real_lightning_checkpoint_gives_its_backbone_weights(tmp_path):
     """A checkpoint Lightning wrote while fine-tuning (weights_only=True loads it) chains into a new backbone."""
+    from configs import train_config
+
     from tests.synthetic import write_image_folder
-    from transfer.data.config import AugmentConfig
     from transfer.data.labelled import LabelledImages
     from transfer.data.pixels import scan_and_decode
     from transfer.model.heads import create_head
-    from transfer.training.fit import TrainConfig, fit_classifier
-    from transfer.training.regimes import Regime
+    from transfer.training.config import Regime
+    from transfer.training.fit import fit_classifier
 
     backbone = create_backbone("nin", pretrained=False)
     manifest, pixels = scan_and_decode(write_image_folder(tmp_path / "data", n=4), backbone.preprocessing)
     labels = torch.tensor([s.label for s in manifest.samples])
     images = LabelledImages(pixels, labels, manifest.classes, [s.path for s in manifest.samples])
-    cfg = TrainConfig(max_epochs=1, batch_size=4, trainer={"accelerator": "cpu", "devices": 1})
+    cfg = train_config(epochs=1, batch_size=4, accelerator="cpu", devices=1)
     head = create_head("softmax", backbone.num_features, 3)
-    fitted = fit_classifier(
-        backbone, head, Regime("full", frozen_stages=0), images, None, AugmentConfig(), cfg, tmp_path / "fit", True
-    )
+    fitted = fit_classifier(backbone, head, Regime("full", frozen_stages=0), images, None, cfg, tmp_path / "fit", True)
     (ckpt,) = (tmp_path / "fit").rglob("*.ckpt")
     chained = create_backbone("nin", weights=str(ckpt))
     trained = fitted.classifier.backbone.state_dict()

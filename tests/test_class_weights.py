@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from configs import train_config
 from torch import nn
 
 from transfer.training.class_weights import class_weights, soft_cross_entropy
-from configs import train_config
-
 from transfer.training.head_sgd import fit_heads, predict_heads
 from transfer.training.module import TransferModule
 from transfer.training.regimes import Regime

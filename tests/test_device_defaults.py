@@ -22,7 +22,9 @@ def test_explicit_precision_passes_through(value) -> None:
 
 
 def test_invalid_precision_lists_the_choices() -> None:
-    with pytest.raises(UserError, match=r"^trainer.precision='fp8': choose one of auto, 32-true, 16-mixed, bf16-mixed"):
+    with pytest.raises(
+        UserError, match=r"^trainer.precision='fp8': choose one of auto, 32-true, 32, 16-mixed, bf16-mixed"
+    ):
         resolve_precision("fp8", "cuda", True)
 
 

@@ -6,17 +6,15 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from configs import train_config
 from features_helpers import lenet
 from torch import nn
 
 from transfer.data.config import AugmentConfig
 from transfer.data.task import load_digits_task
-from transfer.training.config import Regime, TrainConfig, TrainerConfig
+from transfer.training.config import Regime, SchedulerConfig, TrainConfig, TrainerConfig
 from transfer.training.fit import RunOptions, fit_classifier, selection_split
-from configs import train_config
-
 from transfer.training.head_sgd import fit_heads, predict_heads
-from transfer.training.config import SchedulerConfig
 from transfer.training.selection import inner_split
 
 
@@ -45,7 +43,8 @@ def test_head_engine_keeps_the_best_epoch_and_stops_after_patience():
         batch_size=16,
         weight_decay=0.0,
         scheduler=SchedulerConfig("constant"),
-        monitor="val/acc", patience=3,
+        monitor="val/acc",
+        patience=3,
     )
     fit = fit_heads([_good_head()], [0.5], x, 1 - y, how, select_features=sx, select_labels=sy)
     accs = [row["select/acc"] for row in fit.history]

@@ -187,7 +187,9 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
 
 
 def test_config_rejects_unknown_keys_and_dtypes():
-    with pytest.raises(UserError, match="features.cachedir: unknown key"):
-        FeatureConfig.from_dict({"cachedir": "/tmp"})
+    from transfer.app.compose import compose
+
+    with pytest.raises(UserError, match=r"features.cachedir: unknown key; features.\* accepts .*cache_dir"):
+        compose(["~recipe", "+features.cachedir=/tmp"])
     with pytest.raises(UserError, match="features.dtype='int8'"):
-        FeatureConfig.from_dict({"dtype": "int8"})
+        FeatureConfig(dtype="int8")

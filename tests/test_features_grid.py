@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from configs import train_config
+from torch import nn
 
 from transfer.training.head_sgd import fit_heads, train_head_grid
 

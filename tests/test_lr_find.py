@@ -33,11 +33,16 @@ def test_lr_find_on_digits_writes_plot_json_and_the_override(run_cli, tmp_path):
 
 @pytest.mark.slow
 def test_find_lr_keeps_the_body_at_its_fraction_of_the_head(tmp_path):
+    from dataclasses import replace
+
     from tests.requests import fit_request
-    from transfer.studies.lr_find import LrSweep, find_lr_for_request
+    from transfer.studies.config import LrFindConfig
+    from transfer.studies.lr_find import find_lr_for_request
 
     req = fit_request(tmp_path, "regime=full", "regime.body_lr_factor=0.1", "source=null", "data.shots=4")
-    result = find_lr_for_request(req, req.regimes[0], LrSweep(min_lr=1e-4, max_lr=1.0, num_training=20))
+    sweep = LrFindConfig(min_lr=1e-4, max_lr=1.0, num_training=20)
+    req = replace(req, cfg=replace(req.cfg, lr_find=sweep))
+    result = find_lr_for_request(req, req.regimes[0])
     assert 1e-4 <= result["suggested_lr"] <= 1.0
     assert len(result["raw_losses"]) == len(result["lrs"]) == 20 and all(map(math.isfinite, result["raw_losses"]))
     assert result["lrs"][0] == pytest.approx(1e-4)

@@ -15,6 +15,9 @@ from transfer.app.commands.fit import chance_warnings, headline_line
 from transfer.eval.report_sections import baseline_shortfalls, headline_warnings
 from transfer.studies.probe_baseline import out_of_fold_probs, probe_probs
 from transfer.studies.report_data import make_headline
+from transfer.training.config import TrainConfig
+
+CFG, AB = TrainConfig(seed=0), ["a", "b"]
 
 
 def _separable(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +30,7 @@ def _separable(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 def test_the_probe_scores_the_given_images_with_its_centre_features():
     feats, labels = _separable()
     scored = torch.tensor([[-3.0, 0.0], [-1.5, 0.2], [2.5, 0.0], [1.0, -0.1]])  # the last lies on class 1's side
-    probs, l2 = probe_probs(feats, labels, scored, 2, seed=0)
+    probs, l2 = probe_probs(feats, labels, scored, CFG, class_names=AB)
     assert probs.shape == (4, 2) and torch.allclose(probs.sum(1), torch.ones(4))
     assert probs.argmax(1).tolist() == [0, 0, 1, 1] and l2 > 0
     truth = torch.tensor([0, 0, 1, 0])
@@ -38,13 +41,13 @@ def test_out_of_fold_probe_predicts_each_image_by_the_folds_that_did_not_train_o
     feats, labels = _separable()
     feats[0, 0] = torch.tensor([2.2, 0.1])  # a class-0 image among class 1: only its own fold can get it right
     fold_of = [i % 3 for i in range(12)]
-    probs, l2s = out_of_fold_probs(feats, feats[:, 0], labels, fold_of, 2, seed=0)
+    probs, l2s = out_of_fold_probs(feats, feats[:, 0], labels, fold_of, CFG, class_names=AB)
     assert len(l2s) == 3
     wrong = (probs.argmax(1) != labels).nonzero().flatten().tolist()
     assert wrong == [0]  # 11 of 12 out of fold
     train = [i for i, f in enumerate(fold_of) if f != 1]
     held = [i for i, f in enumerate(fold_of) if f == 1]
-    alone, _ = probe_probs(feats[train], labels[train], feats[held, 0], 2, seed=0)
+    alone, _ = probe_probs(feats[train], labels[train], feats[held, 0], CFG, class_names=AB)
     assert torch.equal(probs[held], alone)  # fold 1 is exactly the probe fitted on folds 0 and 2
 
 
@@ -98,8 +101,8 @@ def test_the_headline_line_says_which_baseline_is_the_model_itself():
 
 
 def test_report_probe_baseline_is_a_switch(tmp_path):
-    assert fit_request(tmp_path).probe_baseline is True
-    assert fit_request(tmp_path, "report.probe_baseline=false").probe_baseline is False
+    assert fit_request(tmp_path).cfg.report.probe_baseline is True
+    assert fit_request(tmp_path, "report.probe_baseline=false").cfg.report.probe_baseline is False
 
 
 def _folder_overrides(root: Path, cache: Path, *more: str) -> list[str]:

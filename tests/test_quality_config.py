@@ -46,7 +46,10 @@ def test_defaults_are_the_good_ones(tmp_path):
         (lambda: TrainerConfig(patience=-1), "trainer.patience=-1: must be >= 0"),
         (lambda: TrainerConfig(monitor="val/f1"), "trainer.monitor='val/f1': choose one of val/acc, val/loss, none"),
         (lambda: TrainerConfig(select_fraction=1.0), "trainer.select_fraction=1.0: must be in (0, 1)"),
-        (lambda: HeadConfig(class_weights="inverse"), "head.class_weights='inverse': choose one of auto, none, balanced"),
+        (
+            lambda: HeadConfig(class_weights="inverse"),
+            "head.class_weights='inverse': choose one of auto, none, balanced",
+        ),
         (lambda: AugmentConfig(mixup=-0.2), "augment.mixup=-0.2: must be >= 0"),
         (lambda: SchedulerConfig(warmup_epochs=1.5), "scheduler.warmup_epochs=1.5: an integer epoch count"),
     ],

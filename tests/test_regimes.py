@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from configs import train_config
 
 from transfer.backbones import create_backbone
 from transfer.model.heads import create_head
@@ -51,7 +52,7 @@ def test_frozen_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move():
     frozen_prefixes = ("model.conv1", "model.bn1", "model.layer1.")
     before = {n: m.running_mean.clone() for n, m in _bn_layers(b).items()}
     head = create_head("softmax", b.num_features, 3)
-    module = TransferModule(b, head, 3, PARTIAL, lr=0.1)
+    module = TransferModule(b, head, 3, PARTIAL, train_config(lr=0.1))
     module.train()  # Lightning calls this every epoch; frozen norm layers must ignore it
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.1)
     x, y = torch.randn(4, 3, 64, 64) * 3 + 1, torch.tensor([0, 1, 2, 0])

@@ -10,7 +10,13 @@ from transfer.errors import UserError
 
 def test_auto_values_and_the_new_trainer_keys_validate():
     cfg = compose(
-        ["~recipe", "trainer.precision=auto", "data.num_workers=auto", "trainer.compile=true", "trainer.benchmark=false"]
+        [
+            "~recipe",
+            "trainer.precision=auto",
+            "data.num_workers=auto",
+            "trainer.compile=true",
+            "trainer.benchmark=false",
+        ]
     )
     assert (cfg.data.num_workers, cfg.trainer.compile, cfg.trainer.benchmark) == ("auto", True, False)
     assert compose(["~recipe", "data.num_workers=3"]).data.num_workers == 3

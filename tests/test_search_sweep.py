@@ -30,7 +30,9 @@ def test_the_hydra_task_returns_the_commands_value(monkeypatch):
     from transfer.app import cli, dispatch
 
     monkeypatch.setitem(dispatch.MODULES, "fit", "tests.test_search_sweep")
-    assert cli._task(OmegaConf.create({"command": "fit"})) == 0.5
+    from transfer.app.compose import compose_node
+
+    assert cli._task(compose_node(["~recipe"])) == 0.5
 
 
 def run(cfg) -> float:  # the stand-in command module of the test above

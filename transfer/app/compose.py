@@ -84,7 +84,7 @@ def check_keys(node: Any, kind: type = schema.Config, prefix: str = "") -> None:
     if not isinstance(node, DictConfig):
         return
     hints = typing.get_type_hints(kind)
-    for key in node.keys():
+    for key in node:
         if key == "hydra" and not prefix:
             continue
         if key not in hints:
@@ -173,5 +173,7 @@ def precheck(argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-")]
     if any(a.startswith("hydra.") or a.startswith("hydra/") for a in overrides):
         overrides = [a for a in overrides if not (a.startswith("hydra.") or a.startswith("hydra/"))]
+    from transfer.app.early import check_before_run
+
     for variant in sweep_variants(overrides) if multirun else [overrides]:
-        compose(variant)
+        check_before_run(compose(variant))

@@ -10,8 +10,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from transfer.app.schema import COMMANDS
-from transfer.data.config import DataConfig
-from transfer.errors import UserError
 
 MODULES = {c: f"transfer.app.commands.{c.replace('-', '_')}" for c in COMMANDS}
 
@@ -50,14 +48,3 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
-
-
-def check_data_early(data: DataConfig) -> None:
-    """Cheap checks before torch loads: a missing folder is reported in well under a second."""
-    if data.kind == "folder":
-        root = data.root
-        if root in (None, "???") or not Path(str(root)).expanduser().is_dir():
-            raise UserError(
-                f"data.root={root}: no such folder. Put one sub-folder of images per class there "
-                "(e.g. tigger/ misty/ neither/) and pass data.root=/path/to/folder."
-            )

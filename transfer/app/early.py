@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from transfer.data.config import DataConfig
 from transfer.errors import UserError
 from transfer.training.config import TrainerConfig
+
+if TYPE_CHECKING:
+    from transfer.app.schema import Config
 
 CARD, WEIGHTS = "card.json", "model.safetensors"  # model/model_dir.py's names (that module loads torch)
 
@@ -77,3 +82,38 @@ def check_num_nodes(trainer: TrainerConfig) -> None:
             f"trainer.num_nodes={nodes}: no multi-node launcher found (MASTER_ADDR and NODE_RANK, SLURM, or torchrun); "
             "start one process per node with those set (e.g. torchrun --nnodes), or use trainer.num_nodes=1."
         )
+
+
+def check_data_early(data: DataConfig) -> None:
+    """A missing image folder, in well under a second."""
+    if data.kind == "folder":
+        root = data.root
+        if root in (None, "???") or not Path(str(root)).expanduser().is_dir():
+            raise UserError(
+                f"data.root={root}: no such folder. Put one sub-folder of images per class there "
+                "(e.g. tigger/ misty/ neither/) and pass data.root=/path/to/folder."
+            )
+
+
+def check_weights_early(cfg: Config) -> None:
+    """A missing weights file, or hub weights with no network and nothing cached, in one line."""
+    w = cfg.backbone.weights
+    if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
+        raise UserError(f"backbone.weights={w}: no such file or directory.")
+    if not w and cfg.backbone.pretrained and cfg.regime.pretrained:
+        from transfer.backbones.sources.offline import early_offline_check
+
+        early_offline_check(str(cfg.backbone.name))
+
+
+TRAINS = ("fit", "features", "learning-curve", "lr-find")  # commands that build a body (and may need its weights)
+
+
+def check_before_run(cfg: Config) -> None:
+    """Every mistake that needs no torch, before Hydra makes a run dir: the image folder, the weights file or the
+    network for hub weights, and a trainer asking for more nodes than a launcher started."""
+    if cfg.command in (*TRAINS, "augment-preview"):
+        check_data_early(cfg.data)
+    if cfg.command in TRAINS:
+        check_weights_early(cfg)
+        check_num_nodes(cfg.trainer)

@@ -148,6 +148,7 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     deterministic: bool | None = None
     limit_train_batches: float | None = None
+    max_steps: int | None = None  # stop after this many optimiser steps (None: the epochs decide)
     max_time: Any = None  # stop a fine-tune after this long: "00:00:10:00" (DD:HH:MM:SS) or {minutes: 10}
     log_every_n_steps: int | None = None
     benchmark: bool | None = None  # cudnn.benchmark (None: on for CUDA unless deterministic, see device_setup.py)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from transfer.app.dispatch import check_data_early, output_dir
+from transfer.app.dispatch import output_dir
+from transfer.app.early import check_data_early
 from transfer.app.schema import Config
 from transfer.backbones.base import Preprocessing
 from transfer.backbones.config import BackboneConfig

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transfer.app.dispatch import check_data_early, output_dir
+from transfer.app.dispatch import output_dir
+from transfer.app.early import check_data_early
 from transfer.app.schema import Config
 from transfer.errors import UserError
 

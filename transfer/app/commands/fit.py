@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer.app.config_source import conf_dir
-from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.app.early import check_before_run
 from transfer.app.schema import Config
-from transfer.errors import UserError
 
 if TYPE_CHECKING:
     from transfer.studies.startup import FitRequest
@@ -38,17 +38,6 @@ def regime_on_command_line() -> bool:
     return any(o.lstrip("+~").startswith("regime=") for o in HydraConfig.get().overrides.task)
 
 
-def check_weights_early(cfg: Config) -> None:
-    """A missing weights file, or hub weights with no network, in one line before torch loads."""
-    w = cfg.backbone.weights
-    if w and ("/" in str(w) or Path(str(w)).suffix) and not Path(str(w)).expanduser().exists():
-        raise UserError(f"backbone.weights={w}: no such file or directory.")
-    if not w and cfg.backbone.pretrained and cfg.regime.pretrained:
-        from transfer.backbones.sources.offline import early_offline_check
-
-        early_offline_check(str(cfg.backbone.name))
-
-
 def fit_request(cfg: Config, out_dir: Path, quiet: bool = False) -> FitRequest:
     """The study's input: the typed config, its regimes (by name from the presets) and where it writes."""
     from transfer.studies.startup import FitRequest, study_regimes
@@ -62,11 +51,7 @@ def fit_request(cfg: Config, out_dir: Path, quiet: bool = False) -> FitRequest:
 def fit_config(cfg: Config, out_dir: Path, quiet: bool = False) -> dict:
     """Check, build and run a fit; returns the report (metrics.json's content; empty on DDP ranks other than 0)."""
     started = time.perf_counter()
-    check_data_early(cfg.data)
-    check_weights_early(cfg)
-    from transfer.app.early import check_num_nodes
-
-    check_num_nodes(cfg.trainer)
+    check_before_run(cfg)  # the CLI ran it before Hydra started; the library comes here directly
     request = fit_request(cfg, out_dir, quiet)
     quiet_lightning()
     from transfer.studies.fit import run_fit

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import time
 
-from transfer.app.commands.fit import check_weights_early, fit_request
-from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.commands.fit import fit_request
+from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.app.early import check_before_run
 from transfer.app.schema import Config
 
 
 def run(cfg: Config) -> None:
     started = time.perf_counter()
     out = output_dir()
-    check_data_early(cfg.data)
-    check_weights_early(cfg)
+    check_before_run(cfg)
     request = fit_request(cfg, out)
     quiet_lightning()
     from transfer.studies.learning_curve import run_learning_curve

@@ -8,8 +8,9 @@ import math
 import shlex
 from pathlib import Path
 
-from transfer.app.commands.fit import check_weights_early, fit_request
-from transfer.app.dispatch import check_data_early, output_dir, quiet_lightning
+from transfer.app.commands.fit import fit_request
+from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.app.early import check_before_run
 from transfer.app.schema import Config
 from transfer.errors import UserError
 
@@ -45,9 +46,8 @@ def run(cfg: Config) -> None:
     regime = cfg.regime
     if regime.body_frozen:  # before torch loads: the frozen regime has no rate to find
         raise UserError(FROZEN.replace("regime=frozen", f"regime={regime.name}", 1))
-    check_data_early(cfg.data)
+    check_before_run(cfg)
     out = output_dir()
-    check_weights_early(cfg)
     request = fit_request(cfg, out, quiet=True)
     quiet_lightning()
     from transfer.studies.lr_find import find_lr_for_request, plot_lr_find
