@@ -53,7 +53,10 @@ def explain(e: BaseException) -> UserError:
                     "hydra/sweeper=optuna (recipe=search_finetune): the Optuna sweeper is not installed; "
                     'python -m pip install -e ".[optuna]" (hydra-optuna-sweeper).'
                 )
-            return UserError(f"{group}={name}: no such option; choose one of {', '.join(group_options(group))}.")
+            hint = ""
+            if group == "backbone":
+                hint = f" Any timm or torchvision model goes in backbone.name= (e.g. backbone.name={name})."
+            return UserError(f"{group}={name}: no such option; choose one of {', '.join(group_options(group))}.{hint}")
     chain: list[BaseException] = [e]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
         chain.append(nxt)
@@ -69,9 +72,18 @@ def explain(e: BaseException) -> UserError:
             f"{key}: unknown key; {where}* accepts {', '.join(allowed) if allowed else 'no such key'}"
             " (check the spelling; `python -m transfer --help` lists the groups)."
         )
-    m = re.search(r"Value '([^']*)'(?: of type '[\w.]+')? could not be converted to (\w+)", ctext)
+    m = re.search(r"Value '([^']*)'(?: of type '[\w.]+')? could not be converted to (\w+)", ctext) or re.search(
+        r"Value '([^']*)' is not a valid (\w+)", ctext
+    )
     if m:
-        return UserError(f"{full_key or 'a value'}={m.group(1)}: expected {m.group(2).lower()}.")
+        kind = m.group(2).lower()
+        accepts = {
+            "bool": "true or false",
+            "boolean": "true or false",
+            "int": "a whole number",
+            "integer": "a whole number",
+        }
+        return UserError(f"{full_key or 'a value'}={m.group(1)}: expected {accepts.get(kind, kind)}.")
     if "Invalid value" in ctext or "Incompatible value" in ctext or "Unsupported value" in ctext:
         return UserError(f"{full_key or 'config'}: {ctext}")
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
