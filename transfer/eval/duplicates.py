@@ -105,35 +105,39 @@ def aligned_similar_pairs(
     block_mb: float = 8.0,
 ) -> list[tuple[int, int, float]]:
     """(i, j, cosine) with i < j for N x V x D unit views: the best of whole-vs-crop both ways is >= `similar` and
-    beats both images' `neighbour`-th nearest other image by `margin`. Most similar first."""
-    emb = torch.as_tensor(emb, dtype=torch.float32)
-    n, v, _ = emb.shape
+    beats both images' `neighbour`-th nearest other image by `margin` (with two images there is no other: `similar`
+    alone). Most similar first."""
+    emb = np.asarray(emb.detach().cpu() if hasattr(emb, "detach") else emb, dtype=np.float32)
+    if emb.ndim != 3:
+        raise ValueError(f"views must be N x V x D, got shape {emb.shape}")
+    n, v, d = emb.shape
     if n < 2:
         return []
     k = min(neighbour, n - 1)
     whole = emb[:, 0]  # N x D
-    every = emb.reshape(n * v, -1)  # N*V x D, image-major
+    every = emb.reshape(n * v, d)  # image-major: row a*V + view
     rows = max(1, int(block_mb * 2**20 // (4 * v * n)))
-    kth = torch.empty(n)
+    kth = np.empty(n, np.float32)
     cand_i, cand_j, cand_s = [], [], []
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        crops_vs_whole = (emb[start:stop].reshape(-1, emb.shape[2]) @ whole.T).reshape(stop - start, v, n).amax(1)
-        whole_vs_crops = (whole[start:stop] @ every.T).reshape(stop - start, n, v).amax(2)
-        sims = torch.maximum(crops_vs_whole, whole_vs_crops)  # rows x N
-        sims[torch.arange(stop - start), torch.arange(start, stop)] = -2.0  # not its own neighbour
-        top, idx = sims.topk(k, dim=1)
+        r = np.arange(stop - start)
+        sims = (emb[start:stop].reshape(-1, d) @ whole.T).reshape(stop - start, v, n).max(1)  # crops vs whole
+        np.maximum(sims, (whole[start:stop] @ every.T).reshape(stop - start, n, v).max(2), out=sims)  # whole vs crops
+        sims[r, r + start] = -2.0  # not its own neighbour
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(sims, idx, 1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        idx, top = np.take_along_axis(idx, order, 1), np.take_along_axis(top, order, 1)  # rows x k, best first
         kth[start:stop] = top[:, -1]
-        keep = top[:, : k - 1] >= similar if k > 1 else top >= similar  # a pair must beat the k-th: among the first k-1
-        r, c = torch.nonzero(keep, as_tuple=True)
-        cand_i.append(r + start)
-        cand_j.append(idx[r, c])
-        cand_s.append(top[r, c])
-    i, j, s = torch.cat(cand_i), torch.cat(cand_j), torch.cat(cand_s)
-    ok = s - torch.maximum(kth[i], kth[j]) >= margin if k > 1 else torch.ones_like(s, dtype=torch.bool)
-    found = {}
-    for a, b, sim in zip(i[ok].tolist(), j[ok].tolist(), s[ok].tolist(), strict=True):
-        found[min(a, b), max(a, b)] = sim
+        ri, ci = np.nonzero(top[:, : max(1, k - 1)] >= similar)  # a pair must beat the k-th: among the first k-1
+        cand_i.append(ri + start)
+        cand_j.append(idx[ri, ci])
+        cand_s.append(top[ri, ci])
+    i, j, s = np.concatenate(cand_i), np.concatenate(cand_j), np.concatenate(cand_s)
+    ok = s - np.maximum(kth[i], kth[j]) >= margin if k > 1 else np.ones(s.size, bool)
+    pairs = zip(i[ok].tolist(), j[ok].tolist(), s[ok].tolist(), strict=True)
+    found = {(min(a, b), max(a, b)): sim for a, b, sim in pairs}  # each pair is seen from both of its rows
     return sorted(((a, b, sim) for (a, b), sim in found.items()), key=lambda p: (-p[2], p[0], p[1]))
 
 
