@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--originals", type=int, default=40, help="photos that get four planted copies each")
     ap.add_argument("--limit", type=int, default=None, help="use only this many images of the set (a quick run)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--input-size", type=int, default=224, help="the backbone's input side (store side = it / 0.875)")
     args = ap.parse_args(argv)
 
     from transfer.backbones.base import Preprocessing
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         originals, planted = plant(data, work, args.originals, args.limit, args.seed)
         started = time.perf_counter()
-        manifest, pixels = scan_and_decode(work, Preprocessing(), workers=1)
+        pre = Preprocessing(input_size=(3, args.input_size, args.input_size))
+        manifest, pixels = scan_and_decode(work, pre, workers=1)
         decoded = time.perf_counter()
         found = find_duplicates(pixels, max_pairs=None)
         seconds = time.perf_counter() - decoded
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     recall = sum(hits.values()) / max(1, len(planted))
     precision = len(true) / len(found.pairs) if found.pairs else 1.0
     print(f"{len(originals)} originals from {data}, {len(planted)} planted copies ({args.originals} x {len(KINDS)})")
-    print(f"decoded in {decoded - started:.1f} s; find_duplicates in {seconds:.1f} s")
+    print(f"decoded to {pixels.shape[-1]} px squares in {decoded - started:.1f} s; find_duplicates in {seconds:.1f} s")
     print("recall per copy: " + ", ".join(f"{k} {hits[k]}/{per_kind}" for k in KINDS) + f"; all {recall:.3f}")
     print(f"precision {precision:.3f}: {len(true)} of {len(found.pairs)} pairs found are one photo")
     print(
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bench": "duplicates",
         "data": str(data),
         "images": len(names),
+        "store_px": int(pixels.shape[-1]),
         "planted": len(planted),
         "recall": round(recall, 4),
         "recall_by_kind": {k: round(hits[k] / max(1, per_kind), 4) for k in KINDS},
