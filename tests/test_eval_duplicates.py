@@ -248,3 +248,17 @@ def test_5000_images_stay_under_40_mb():
     tracemalloc.stop()
     assert [(i, j) for i, j, _ in pairs] == [(0, 4999)]
     assert peak < 40 * 2**20  # one 5,000 x 5,000 float32 matrix alone is 100 MB, and there are 10 views
+
+
+def test_pairs_on_one_side_under_one_label_are_counted_in_the_one_line_not_warned_about():
+    px = _noise(30)
+    px[9] = px[2]  # both training images, one label
+    images = LabelledImages(px, torch.zeros(30, dtype=torch.long), ["a"], [f"{k}.png" for k in range(30)])
+    section = duplicates_section(images, list(range(20)), [("val", list(range(20, 30)))])
+    assert section["warnings"] == [] and section["counts"] == {"leakage": 0, "label_conflicts": 0}
+    assert section["summary"] == (
+        "1 duplicate pair(s) among the 30 images (1 with the same pixels, 0 near copies), each between two images of "
+        "one label on the same side of the split: no held-out image copies a training image, no photo has two labels."
+    )
+    page = render_report({"duplicates": section})
+    assert f'<section id="duplicates"><p>{section["summary"]}</p></section>' in page

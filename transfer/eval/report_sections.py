@@ -184,8 +184,13 @@ def duplicates_summary(found: Duplicates, n_images: int, shown: int) -> str:
     exact = sum(p.exact for p in found.pairs)
     line = (
         f"{len(found.pairs)} duplicate pair(s) among the {n_images:,} images ({exact} with the same pixels, "
-        f"{len(found.pairs) - exact} near copies); {shown} shown below"
+        f"{len(found.pairs) - exact} near copies)"
     )
-    if shown < len(found.pairs):
-        line += f"; the other {len(found.pairs) - shown} pair two images of one label on the same side of the split"
+    same_side = "two images of one label on the same side of the split"
+    if not shown:
+        line += f", each between {same_side}: no held-out image copies a training image, no photo has two labels"
+    else:
+        line += f"; {shown} shown below"
+        if shown < len(found.pairs):
+            line += f"; the other {len(found.pairs) - shown} pair {same_side}"
     return line + ("." if found.near_checked else f"; {near}.")
