@@ -81,21 +81,22 @@ def aligned_thumbnails(pixels: torch.Tensor, index: list[int] | None = None) -> 
         for box in boxes:
             rois = torch.cat([torch.arange(n, dtype=torch.float32)[:, None], box.expand(n, 4)], 1)
             views.append(roi_align(x, rois, THUMB, 1.0, sampling_ratio=4, aligned=True).flatten(1))  # n x C*16*16
-        out.append(torch.stack(views, 1))  # n x V x D
-    v = torch.cat(out).double() if out else torch.zeros(0, len(boxes), pixels.shape[1] * THUMB * THUMB).double()
-    v = v - v.mean(-1, keepdim=True)
-    return (v / v.norm(dim=-1, keepdim=True).clamp_min(1e-9)).numpy()
+        v = torch.stack(views, 1)  # n x V x D
+        v = v - v.mean(-1, keepdim=True)
+        out.append(v / v.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+    return torch.cat(out).numpy() if out else np.zeros((0, len(boxes), pixels.shape[1] * THUMB * THUMB), np.float32)
 
 
 def whitened(views: np.ndarray, dims: int = DIMS, eps: float = 0.01) -> np.ndarray:
     """The views centred and whitened on the whole views of these images (PCA, `dims` components, eigenvalues floored
     at `eps` of the largest), as float32 unit vectors N x V x dims."""
-    whole = views[:, 0]
+    whole = views[:, 0].astype(np.float64)
     mean = whole.mean(0)
     _, s, vt = np.linalg.svd(whole - mean, full_matrices=False)
     var = s**2 / len(whole)
     k = max(1, min(dims, len(whole) // 2, int((var > 1e-12 * var[0]).sum())))
-    z = (views - mean) @ (vt[:k].T / np.sqrt(var[:k] + eps * var[0]))
+    project = (vt[:k].T / np.sqrt(var[:k] + eps * var[0])).astype(np.float32)  # D x k
+    z = (views - mean.astype(np.float32)) @ project  # N x V x k
     return (z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
