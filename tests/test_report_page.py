@@ -131,14 +131,18 @@ def full_data(tmp_path: Path) -> dict:
             "warnings": ["class 'bird' has 3x the images of 'cat'"],
         },
         "duplicates": {
+            "summary": "2 duplicate pair(s) among the 612 images (1 with the same pixels, 1 near copies); 2 shown",
+            "counts": {"leakage": 1, "label_conflicts": 1},
             "leakage": [
                 {"a": photos[2], "b": photos[2], "similarity": 0.998, "a_name": "train/x.jpg", "b_name": "test/x.jpg"}
+                | {"exact": False, "split": "test"}
             ],
             "label_conflicts": [
                 {
                     "a": _digit(3),
                     "b": _digit(3),
                     "similarity": 1.0,
+                    "exact": True,
                     "a_name": "cat/a.png",
                     "b_name": "dog/a.png",
                     "a_label": "cat",
@@ -285,3 +289,14 @@ def test_page_in_chromium(tmp_path):
         assert im.width == 1280 and im.height > 1500
         assert len(set(im.convert("L").resize((64, 64)).getdata())) > 20  # not a blank page
     assert shot.stat().st_size > 50_000
+
+
+def test_duplicates_section_lists_pairs_under_its_summary_and_is_one_line_without_them(tmp_path):
+    page = render_report(full_data(tmp_path))
+    section = page.split('<section id="duplicates">')[1].split("</section>")[0]
+    assert section.startswith("<h2>Duplicates</h2><p>2 duplicate pair(s) among the 612 images")
+    assert "Same photo in training and held-out images (1)" in section and "Same photo, different labels (1)" in section
+    assert "same<br><b>pixels</b>" in section and "similarity<br><b>0.998</b>" in section
+    none = {"summary": "No duplicates among the 612 images.", "leakage": [], "label_conflicts": [], "warnings": []}
+    page = render_report({"duplicates": none})
+    assert '<section id="duplicates"><p>No duplicates among the 612 images.</p></section>' in page

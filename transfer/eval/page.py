@@ -23,8 +23,10 @@ The `data` contract:
 - ``evidence``: {"columns": [str], "rows": [[cell]], "caption": str, "verdicts": [str]} -- the regime / auto table
 - ``learning_curve``: {"points": [{"n", "accuracy", "ci95"}], "sentence": str, "image": png path | None}
 - ``scan``: {"files": int, "classes": {cls: count}, "refused": [{"path", "reason"}], "warnings": [str]}
-- ``duplicates``: {"leakage": [pair], "label_conflicts": [pair]}, pair = {"a": image, "b": image,
-  "similarity": float, "a_name": str, "b_name": str} (label conflicts add "a_label", "b_label")
+- ``duplicates``: {"summary": str (one line: what was looked for and found), "leakage": [pair],
+  "label_conflicts": [pair], "counts": {"leakage": int, "label_conflicts": int} (all pairs, beyond those listed)},
+  pair = {"a": image, "b": image, "similarity": float, "exact": bool, "a_name": str, "b_name": str} (leakage adds
+  "split", label conflicts "a_label", "b_label"); with no pair listed the section is its summary line alone
 """
 
 from __future__ import annotations
@@ -117,9 +119,11 @@ footer{color:#888;font-size:12px;text-align:center;margin-top:12px}
 """
 
 
-def _section(sid: str, title: str, body: str, css: str = "") -> str:
+def _section(sid: str, title: str | None, body: str, css: str = "") -> str:
+    """A page section; with no title, just its body (a one-line section)."""
     cls = f' class="{css}"' if css else ""
-    return f'<section id="{sid}"{cls}><h2>{esc(title)}</h2>{body}</section>'
+    heading = f"<h2>{esc(title)}</h2>" if title else ""
+    return f'<section id="{sid}"{cls}>{heading}{body}</section>'
 
 
 def _list(items: list, css: str = "") -> str:
@@ -299,26 +303,33 @@ def _pair(p: dict, labels: bool) -> str:
             f"{esc(name)}</div>{label}</div>"
         )
     sim = p.get("similarity")
-    sim_txt = f"{float(sim):.3f}" if isinstance(sim, int | float) else "–"
-    return f'<div class="pair">{sides[0]}<div class="sim">similarity<br><b>{sim_txt}</b></div>{sides[1]}</div>'
+    if p.get("exact"):
+        how = "same<br><b>pixels</b>"
+    else:
+        how = f"similarity<br><b>{float(sim):.3f}</b>" if isinstance(sim, int | float) else "similarity<br><b>–</b>"
+    return f'<div class="pair">{sides[0]}<div class="sim">{how}</div>{sides[1]}</div>'
+
+
+def _duplicates_listed(d: dict) -> bool:
+    return bool(d.get("leakage") or d.get("label_conflicts"))
 
 
 def _duplicates(d: dict) -> str:
-    parts = []
+    parts = [f"<p>{esc(d['summary'])}</p>"] if d.get("summary") else []
+    counts = d.get("counts") or {}
     for key, title, note, labels in (
-        ("leakage", "Same image in train and evaluation", "these inflate the score: remove one of each pair", False),
-        ("label_conflicts", "Same image, different labels", "one of each pair is mislabelled", True),
+        ("leakage", "Same photo in training and held-out images", "these inflate the score: remove one of each", False),
+        ("label_conflicts", "Same photo, different labels", "one of each pair is mislabelled, or filed twice", True),
     ):
         pairs = d.get(key) or []
         if pairs:
+            total = int(counts.get(key, len(pairs)))
             body = "".join(_pair(p, labels) for p in pairs[:MAX_LISTED])
-            parts.append(
-                f'<h3>{title} ({len(pairs)})</h3><p class="muted">{note}</p><div>{body}</div>{_more(len(pairs))}'
-            )
-    return "".join(parts) or '<p class="muted">no near-duplicates found</p>'
+            parts.append(f'<h3>{title} ({total})</h3><p class="muted">{note}</p><div>{body}</div>{_more(total)}')
+    return "".join(parts) or "<p>No duplicates found.</p>"
 
 
-# (key, section title, builder, extra css class), in page order
+# (key, section title or a function of the section's data (None: no heading), builder, extra css class), in page order
 SECTIONS = (
     ("headline", "Result", _headline, ""),
     ("metrics", "Metrics", _metrics, ""),
@@ -328,7 +339,7 @@ SECTIONS = (
     ("evidence", "Evidence for the choice", _evidence, ""),
     ("images", "Plots", _images, ""),
     ("scan", "Data", _scan, ""),
-    ("duplicates", "Near-duplicates", _duplicates, ""),
+    ("duplicates", lambda d: "Duplicates" if _duplicates_listed(d) else None, _duplicates, ""),
 )
 
 
@@ -342,7 +353,8 @@ def render_report(data: dict) -> str:
         body.append(_section("warnings", "Warnings", _list(list(data["warnings"])), "warnings"))
     for key, heading, build, css in SECTIONS:
         if data.get(key):
-            body.append(_section(key, heading, build(data[key]), css))
+            title = heading(data[key]) if callable(heading) else heading  # None: a one-line section
+            body.append(_section(key, title, build(data[key]), css))
     body.append("<footer>self-contained report written by transfer · no external resources</footer>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -1,5 +1,5 @@
 """Sections of the report page (eval/page.py's data contract) built from predictions: the gallery of mistakes,
-calibration, warnings about the headline, the scan report and near-duplicate pairs. Plain inputs, no training."""
+calibration, warnings about the headline, the scan report and duplicate images. Plain inputs, no training."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from transfer.data.labelled import LabelledImages
 from transfer.eval.calibration import expected_calibration_error, fit_temperature, reliability_bins
-from transfer.eval.duplicates import label_conflicts, leakage_pairs
+from transfer.eval.duplicates import (
+    MIN_IMAGES,
+    DuplicatePair,
+    Duplicates,
+    find_duplicates,
+    label_conflicts,
+    leakage_pairs,
+)
 
 GALLERY_SIZE = 24  # items per gallery group
+LISTED = 50  # duplicate pairs listed per kind (all are counted)
 NEAR_BASELINE = 0.02  # a headline whose lower 95% bound is within 2 points of a baseline is not clearly above it
 
 
@@ -119,38 +128,69 @@ def scan_section(scan: dict) -> dict:
 
 
 def duplicates_section(
-    train_feats: torch.Tensor,
-    eval_feats: torch.Tensor,
-    train_images: Sequence,
-    eval_images: Sequence,
-    train_names: Sequence[str],
-    eval_names: Sequence[str],
-    train_labels: Sequence[str],
-    eval_labels: Sequence[str],
-    threshold: float = 0.95,
+    images: LabelledImages, train_idx: Sequence[int], held_out: Sequence[tuple[str, Sequence[int] | None]]
 ) -> dict:
-    """Near-duplicates by cosine of centre-view features: held-out images leaked from train, and near-identical
-    images with different labels (over both sets)."""
+    """Duplicates over all of the run's images (eval/duplicates.py: exact pixels, and near copies measured by
+    bench/duplicates.py): held-out images that copy one of the chosen model's training images (`held_out`: (split name,
+    indices) pairs), and copies filed under different labels. Always a one-line `summary`; `warnings` only when a
+    held-out image copies a training image. Every pair is counted; the first LISTED of each kind get thumbnails."""
+    found = find_duplicates(images.pixels)
+    classes = [images.classes[y] for y in images.labels.tolist()]
 
-    def side(images, names, i):
-        img = images[i]
-        return (image_array(img) if isinstance(img, torch.Tensor) else img), str(names[i]).rsplit("/", 1)[-1]
+    def entry(a: int, b: int, p: DuplicatePair) -> dict:
+        names = [str(images.names[k]).rsplit("/", 1)[-1] for k in (a, b)]
+        thumbs = [image_array(images.pixels[k]) for k in (a, b)]
+        return {"a": thumbs[0], "b": thumbs[1], "similarity": p.similarity, "exact": p.exact}, names
 
-    leak = []
-    for i, j, s in leakage_pairs(train_feats, eval_feats, threshold):
-        (a, an), (b, bn) = side(train_images, train_names, i), side(eval_images, eval_names, j)
-        leak.append({"a": a, "b": b, "similarity": s, "a_name": an, "b_name": bn})
-    n_train = len(train_names)
-    every = torch.cat([train_feats, eval_feats])
-    labels = list(train_labels) + list(eval_labels)
-    index = {name: k for k, name in enumerate(sorted(set(labels)))}
-    conflicts = []
-    for i, j, s in label_conflicts(every, [index[x] for x in labels], threshold):
-        pick = [
-            (train_images, train_names, k) if k < n_train else (eval_images, eval_names, k - n_train) for k in (i, j)
-        ]
-        (a, an), (b, bn) = (side(*p) for p in pick)
-        conflicts.append(
-            {"a": a, "b": b, "similarity": s, "a_name": an, "b_name": bn, "a_label": labels[i], "b_label": labels[j]}
-        )
-    return {"leakage": leak, "label_conflicts": conflicts}
+    leaks, warnings = [], []
+    for split, idx in held_out:
+        pairs = leakage_pairs(found.pairs, train_idx, idx or [])
+        leaks += [(split, *pair) for pair in pairs]
+        held = {b for _, b, _ in pairs}
+        if held:
+            how = "duplicate" if all(p.exact for _, _, p in pairs) else "duplicate or nearly duplicate"
+            warnings.append(
+                f"{len(held)} {split} image(s) {how} the chosen model's training images: the {split} score is "
+                "inflated (see Duplicates)"
+            )
+    conflicts = label_conflicts(found.pairs, images.labels)
+    leakage = []
+    for split, a, b, p in leaks[:LISTED]:
+        item, (an, bn) = entry(a, b, p)
+        leakage.append(item | {"a_name": an, "b_name": bn, "split": split})
+    listed = []
+    for p in conflicts[:LISTED]:
+        item, (an, bn) = entry(p.i, p.j, p)
+        listed.append(item | {"a_name": an, "b_name": bn, "a_label": classes[p.i], "b_label": classes[p.j]})
+    shown = len({(p.i, p.j) for *_, p in leaks} | {(p.i, p.j) for p in conflicts})
+    return {
+        "summary": duplicates_summary(found, len(images), shown),
+        "leakage": leakage,
+        "label_conflicts": listed,
+        "counts": {"leakage": len(leaks), "label_conflicts": len(conflicts)},
+        "warnings": warnings,
+    }
+
+
+def duplicates_summary(found: Duplicates, n_images: int, shown: int) -> str:
+    """The section's one line: what was looked for and what was found (`shown`: pairs listed below it)."""
+    near = (
+        "none is a resized, re-encoded or slightly cropped copy of another"
+        if found.near_checked
+        else f"near copies are looked for from {MIN_IMAGES} distinct images on"
+    )
+    if not found.pairs:
+        return f"No duplicates among the {n_images:,} images: no two have the same pixels, and {near}."
+    exact = sum(p.exact for p in found.pairs)
+    line = (
+        f"{len(found.pairs)} duplicate pair(s) among the {n_images:,} images ({exact} with the same pixels, "
+        f"{len(found.pairs) - exact} near copies)"
+    )
+    same_side = "two images of one label on the same side of the split"
+    if not shown:
+        line += f", each between {same_side}: no held-out image copies a training image, no photo has two labels"
+    else:
+        line += f"; {shown} shown below"
+        if shown < len(found.pairs):
+            line += f"; the other {len(found.pairs) - shown} pair {same_side}"
+    return line + ("." if found.near_checked else f"; {near}.")

@@ -172,19 +172,9 @@ def _evidence(report: dict) -> dict:
     return {"columns": columns, "rows": rows, "caption": caption, "verdicts": list(paired.get("verdicts") or [])}
 
 
-def _duplicates(ev: FitEvidence) -> dict | None:
-    if ev.centre_features is None:
-        return None
-    train, held = ev.images.subset(ev.train_idx), ev.images.subset(ev.eval_idx)
-    return duplicates_section(
-        *ev.centre_features,
-        train.pixels,
-        held.pixels,
-        train.names,
-        held.names,
-        [train.classes[i] for i in train.labels.tolist()],
-        [held.classes[i] for i in held.labels.tolist()],
-    )
+def _duplicates(ev: FitEvidence) -> dict:
+    held_out = [(ev.eval_name, ev.eval_idx), ("test", ev.test_idx)]  # from the pixels: every regime, no features
+    return duplicates_section(ev.images, ev.train_idx, held_out)
 
 
 def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
@@ -224,15 +214,8 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
     scan_file = out_dir / "scan_report.json"
     if scan_file.is_file():
         data["scan"] = scan_section(json.loads(scan_file.read_text(encoding="utf-8")))
-    duplicates = _duplicates(ev)
-    if duplicates is not None:
-        data["duplicates"] = duplicates
-        if duplicates["leakage"]:
-            held = len({pair["b_name"] for pair in duplicates["leakage"]})  # pairs (at most 50 listed) -> images
-            data["warnings"].append(
-                f"{held} {ev.eval_name} image(s) nearly duplicate training images: "
-                "the held-out score is inflated (see Near-duplicates)"
-            )
+    data["duplicates"] = _duplicates(ev)
+    data["warnings"] += data["duplicates"]["warnings"]  # only when a held-out image copies a training image
     return data
 
 
