@@ -16,8 +16,6 @@ from transfer.data.labelled import LabelledImages
 from transfer.data.task import TaskData
 from transfer.distributed import is_rank_zero
 from transfer.eval.scoring import scored_metrics
-from transfer.features.cache import FeatureCache
-from transfer.features.key import pixel_digests
 from transfer.model.model_dir import load_model_dir
 from transfer.studies.crossval import crossvalidate_choice, selection_score
 from transfer.studies.probe_baseline import probe_baseline
@@ -26,7 +24,6 @@ from transfer.studies.stage_probe import check_stages, probe_stages
 from transfer.studies.startup import FitRequest, start
 from transfer.studies.study import paired_comparison, quiet_per_run_logs, run_study, write_study_report
 from transfer.training.fit import predict_probs
-from transfer.training.regimes import apply_regime
 
 
 def run_fit(req: FitRequest, started: float | None = None) -> dict:
@@ -118,36 +115,11 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
         task.eval_name,
         task.test_idx,
         test_probs,
-        frozen_centre_features(req, make_backbone, task.images, [best.train_idx, best.eval_idx], best.seed),
         cv.index if cv is not None else None,
         cv.probs if cv is not None else None,
     )
     write_fit_report(report, req.out_dir, evidence)
     return report
-
-
-def frozen_centre_features(
-    req: FitRequest, make_backbone, images: LabelledImages, parts: list[list[int]], seed: int
-) -> list[torch.Tensor] | None:
-    """Centre-view features (each N_part x D) of images[part] for each part, when the frozen regime already cached
-    them all; None otherwise (nothing is extracted for the report: near-duplicates are then skipped)."""
-    frozen = next((r for r in req.regimes if r.body_frozen), None)
-    features = req.cfg.features
-    if frozen is None or not features.enabled or len(images) == 0:
-        return None
-    torch.manual_seed(seed)  # a random body is rebuilt as the study built it
-    backbone = make_backbone(frozen)
-    apply_regime(backbone, frozen)
-    cache = FeatureCache(backbone, replace(features, progress=False), "cpu", req.cfg.augment)
-    index = cache.store("center").index()
-    out = []
-    for part in parts:
-        subset = images.subset(part)
-        digests = pixel_digests(subset.pixels)
-        if any(d not in index for d in digests):
-            return None
-        out.append(cache.features(subset, ["center"], digests, rank=0, world_size=1)[:, 0])
-    return out
 
 
 def predict_model_dir(model_dir: str | Path, images: LabelledImages) -> torch.Tensor:

@@ -42,7 +42,6 @@ class FitEvidence:
     eval_name: str = "val"
     test_idx: list[int] | None = None
     test_probs: torch.Tensor | None = None
-    centre_features: list[torch.Tensor] | None = None  # [train, held-out] centre-view features (frozen cache)
     cv_idx: list[int] | None = None  # cross-validated images (no test/): the headline's images
     cv_probs: torch.Tensor | None = None  # ... and their out-of-fold softmax
 
