@@ -5,14 +5,8 @@ from __future__ import annotations
 import torch
 
 from transfer.backbones.base import Preprocessing
-from transfer.data.augment import AugmentConfig, build_train_transform
-from transfer.data.device_batches import (
-    DeviceBatches,
-    device_train_batches,
-    format_bytes,
-    plan_device_batches,
-    sample_resized_boxes,
-)
+from transfer.data.augment import AugmentConfig, build_train_transform, sample_resized_boxes
+from transfer.data.device_batches import DeviceBatches, device_train_batches, format_bytes, plan_device_batches
 from transfer.data.labelled import LabelledImages
 
 PRE = Preprocessing(input_size=(3, 24, 24), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
@@ -83,21 +77,40 @@ def test_resized_boxes_lie_in_the_image_with_areas_in_the_scale_range():
 
 def test_the_plan_takes_the_device_when_the_store_fits_and_says_why_not_otherwise():
     plan = plan_device_batches(60 * 1024**2, "cuda:0", 80 * GB, RESIZED)
-    assert plan.on_device and plan.description == "pixels on cuda:0 (60 MB), augmented there"
+    assert plan.on_device and plan.description == "pixels on cuda:0 (60 MB), augmented in batches"
     big = plan_device_batches(int(3.1 * GB), "cuda:0", 10 * GB, RESIZED)
     assert not big.on_device
-    assert big.description == "CPU workers: pixels 3.1 GB do not fit in 25% of 10 GB free on cuda:0"
+    assert big.description == "per-image loader: 3.1 GB of pixels exceed 25% of 10 GB free on cuda:0"
     assert plan_device_batches(int(3.1 * GB), "cuda:0", 20 * GB, RESIZED).on_device  # 25% of 20 GB is 5 GB
-    assert plan_device_batches(10, "cpu", None, RESIZED).description == "CPU workers: training on cpu"
-    assert "do not fit in 25% of unknown" in plan_device_batches(10, "cuda:0", None, RESIZED).description
+    assert plan_device_batches(10, "cpu", None, RESIZED).description == "pixels in memory (10 B), augmented in batches"
+    assert "exceed 25% of unknown" in plan_device_batches(10, "cuda:0", None, RESIZED).description
     assert "2 ranks" in plan_device_batches(10, "cuda:0", 80 * GB, RESIZED, world_size=2).description
-    jitter = plan_device_batches(10, "cuda:0", 80 * GB, AugmentConfig(color_jitter=0.3))
-    assert jitter.description == "CPU workers: augment.color_jitter runs per image on the CPU"
+    jitter = plan_device_batches(10, "cpu", None, AugmentConfig(color_jitter=0.3))
+    assert jitter.description == "per-image loader: augment.color_jitter runs per image"
 
 
-def test_on_the_cpu_the_helper_falls_back_to_the_dataloader():
+def test_on_the_cpu_crops_and_flips_come_in_batches_and_colour_goes_per_image():
     batches, why = device_train_batches(images(4), PRE, RESIZED, 4, torch.device("cpu"))
-    assert batches is None and why == "CPU workers: training on cpu"
+    assert isinstance(batches, DeviceBatches) and why == "pixels in memory (12 KB), augmented in batches"
+    none, why = device_train_batches(images(4), PRE, AugmentConfig(color_jitter=0.2), 4, torch.device("cpu"))
+    assert none is None and why == "per-image loader: augment.color_jitter runs per image"
+
+
+def test_without_augmentation_the_batches_are_the_per_image_loaders_batches():
+    """The same (seed, epoch) permutation and the same eval transform: a fit on either path trains on the same
+    tensors in the same order (the digits study's numbers did not move when its batches moved to this path)."""
+    from transfer.data.augment import build_eval_transform
+    from transfer.data.datamodule import ImageDataModule
+
+    data, none = images(10), AugmentConfig()
+    tf = build_eval_transform(PRE)
+    batched = DeviceBatches(data, PRE, none, 4, "cpu", seed=3)
+    loader = ImageDataModule(data, None, tf, tf, batch_size=4, seed=3).train_dataloader()
+    for epoch in (0, 1):
+        batched.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
+        for (xb, yb), (xl, yl) in zip(batched, loader, strict=True):
+            assert torch.equal(yb, yl) and torch.allclose(xb, xl)
 
 
 def test_byte_sizes_read_like_a_person_writes_them():

@@ -6,8 +6,11 @@ The settings are `AugmentConfig` (data/config.py); presets live in conf/augment/
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.config import AugmentConfig
@@ -92,6 +95,86 @@ class ColourShift(torch.nn.Module):
         return out.clamp_(0.0, 1.0).view_as(img)
 
 
+RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect range
+
+
+def sample_resized_boxes(
+    n: int, height: int, width: int, scale: tuple[float, float], gen: torch.Generator, ratio=RATIO, tries: int = 10
+) -> torch.Tensor:
+    """n x 4 (top, left, h, w) boxes drawn as torchvision's RandomResizedCrop.get_params draws them (area in
+    `scale`, log-uniform aspect in `ratio`, `tries` attempts, then the centre crop), vectorised on one generator."""
+    area = (
+        height * width * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, tries, generator=gen, dtype=torch.float64))
+    )
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
+        n, tries, generator=gen, dtype=torch.float64
+    )
+    aspect = torch.exp(log_r)
+    w = torch.round(torch.sqrt(area * aspect)).long()
+    h = torch.round(torch.sqrt(area / aspect)).long()
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.where(ok.any(1), ok.long().argmax(1), -1)
+    fw, fh = _fallback_size(height, width, ratio)
+    rows = torch.arange(n)
+    bw = torch.where(first >= 0, w[rows, first.clamp_min(0)], fw)
+    bh = torch.where(first >= 0, h[rows, first.clamp_min(0)], fh)
+    u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
+    top = torch.where(first >= 0, (u[:, 0] * (height - bh + 1)).long(), (height - fh) // 2)
+    left = torch.where(first >= 0, (u[:, 1] * (width - bw + 1)).long(), (width - fw) // 2)
+    return torch.stack([top, left, bh, bw], 1)
+
+
+def _fallback_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        return width, int(round(width / min(ratio)))
+    if in_ratio > max(ratio):
+        return int(round(height * max(ratio))), height
+    return width, height
+
+
+def crop_and_flip(
+    pixels: torch.Tensor, pre: Preprocessing, augment: AugmentConfig, gen: torch.Generator | None = None
+) -> torch.Tensor:
+    """B x C x S x S uint8 -> B x C x H x W uint8: `augment.crop` and `augment.mirror` per sample, drawn from `gen`
+    (None: torch's global generator, which the per-image loader seeds per image). The one crop-and-flip of the
+    package: the batched path (device_batches.py) and the per-image pipeline (`build_train_transform`) both call it."""
+    b, _, height, width = pixels.shape
+    size = list(pre.size)
+    if augment.crop == "resized":
+        boxes = sample_resized_boxes(b, height, width, tuple(augment.crop_scale), gen).tolist()
+        x = torch.stack(
+            [
+                TF.resized_crop(img, t, lf, h, w, size, antialias=True)
+                for img, (t, lf, h, w) in zip(pixels, boxes, strict=True)
+            ]
+        )
+    elif augment.crop == "random":
+        u = torch.rand(b, 2, generator=gen, dtype=torch.float64)
+        tops = (u[:, 0] * (height - size[0] + 1)).long().tolist()
+        lefts = (u[:, 1] * (width - size[1] + 1)).long().tolist()
+        x = torch.stack(
+            [img[:, t : t + size[0], lf : lf + size[1]] for img, t, lf in zip(pixels, tops, lefts, strict=True)]
+        )
+    else:
+        x = TF.center_crop(pixels, size)
+    if augment.mirror:
+        flip = (torch.rand(b, generator=gen) < 0.5).to(x.device).view(b, 1, 1, 1)
+        x = torch.where(flip, x.flip(-1), x)
+    return x
+
+
+class CropFlip(torch.nn.Module):
+    """`crop_and_flip` on one C x S x S image, drawing from torch's global generator (seeded per image)."""
+
+    def __init__(self, pre: Preprocessing, augment: AugmentConfig) -> None:
+        super().__init__()
+        self.pre, self.augment = pre, augment
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return crop_and_flip(img.unsqueeze(0), self.pre, self.augment)[0]
+
+
 def _normalise(pre: Preprocessing) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(pre.mean), std=list(pre.std))]
 
@@ -107,17 +190,7 @@ def build_train_transform(
     """Crop and mirror on uint8 (cheap), then float: one fused colour step, normalisation, rotation/shear.
 
     Output: C x H x W float, normalised."""
-    size = list(pre.size)
-    steps: list = []
-    if cfg.crop == "resized":
-        steps.append(v2.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), antialias=True))
-    elif cfg.crop == "random":
-        steps.append(v2.RandomCrop(size))
-    else:
-        steps.append(v2.CenterCrop(size))
-    if cfg.mirror:
-        steps.append(v2.RandomHorizontalFlip())
-    steps.append(v2.ToDtype(torch.float32, scale=True))
+    steps: list = [CropFlip(pre, cfg), v2.ToDtype(torch.float32, scale=True)]
     pca_std = cfg.pca_noise if pca is not None else 0.0
     if cfg.color_jitter or cfg.hue or pca_std:
         steps.append(ColourShift(cfg.color_jitter, cfg.hue, pca_std, pca))

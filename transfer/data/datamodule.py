@@ -11,7 +11,7 @@ training loader with any sized iterable of ready (x, y) batches (device_batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -114,11 +114,27 @@ class ImageDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer is not None and trainer.state.status == TrainerStatus.RUNNING
 
-    def whole_val_dataloader(self) -> DataLoader | list:
+    def whole_val_dataloader(self) -> EvalBatches | list:
         """Every validation image on this rank, in order (scoring after training; never sharded)."""
         if self.val_images is None or len(self.val_images) == 0:
             return []
-        return self._loader(TransformDataset(self.val_images, self.eval_transform))
+        return EvalBatches(self.val_images, self.eval_transform, self.batch_size)
+
+
+class EvalBatches:
+    """(x, y) batches of `images` in order, the deterministic eval transform applied to whole batches of stored
+    pixels (one call per batch, not per image: torchvision's v2 transforms take a batch of images)."""
+
+    def __init__(self, images: LabelledImages, transform: Callable, batch_size: int = 64) -> None:
+        self.images, self.transform, self.batch_size = images, transform, max(1, int(batch_size))
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pixels, labels = self.images.pixels, self.images.labels
+        for start in range(0, len(labels), self.batch_size):
+            yield self.transform(pixels[start : start + self.batch_size]), labels[start : start + self.batch_size]
 
 
 def _val_sampler(ds: Dataset) -> Sampler | None:

@@ -1,12 +1,15 @@
-"""Small data on a GPU: the decoded uint8 pixel store moves to the device once and whole batches are augmented there.
+"""Small data: the decoded uint8 pixel store stays where training runs (moved to the GPU once, or in RAM on the CPU)
+and whole batches are augmented there.
 
-A few hundred images at store size are tens of MB; DataLoader workers that crop and flip them one at a time on the
-CPU are then the bottleneck of a GPU fine-tune. Here every epoch is: a permutation, per-sample crop boxes and flips
-drawn from one seeded CPU generator (a few numbers), and torchvision's own functional ops applied on the device.
-Nothing is decoded or copied from the CPU after the first epoch. The same code runs on the CPU (tests).
+A few hundred images at store size are tens of MB; a DataLoader that crops and flips them one at a time (a Python
+call, a random-state swap and a collate per image) is then the bottleneck of a fine-tune: on the digits study it was
+a quarter of the CPU time. Here every epoch is: a permutation, per-sample crop boxes and flips drawn from one seeded
+generator (a few numbers), and torchvision's own functional ops on the batch. Nothing is decoded or copied after the
+first epoch. The permutation is EpochShuffle's (the same (seed, epoch) draw), so a run without augmentation trains on
+exactly the batches the per-image loader would give.
 
 Crops and flips are per sample (a batched v2 transform would give the whole batch one crop). Colour and geometric
-augmentations (colour jitter, hue, PCA noise, rotation, shear) stay with the per-image CPU pipeline: the plan says so.
+augmentations (colour jitter, hue, PCA noise, rotation, shear) stay with the per-image pipeline: the plan says so.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from transfer.backbones.base import Preprocessing
+from transfer.data.augment import crop_and_flip
 from transfer.data.config import AugmentConfig
 from transfer.data.labelled import LabelledImages
 from transfer.data.samplers import epoch_seed
 
 log = logging.getLogger(__name__)
 
-RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect range, as build_train_transform uses it
 DEVICE_FRACTION = 0.25  # of free device memory the pixel store may take: the model, activations, cuDNN need the rest
 CPU_ONLY_KEYS = ("rotation", "shear", "color_jitter", "hue", "pca_noise")
 
@@ -54,22 +57,25 @@ def plan_device_batches(
     world_size: int = 1,
     fraction: float = DEVICE_FRACTION,
 ) -> BatchPlan:
-    """Whether the pixel store goes to `device` (a pure decision: the facts are arguments, testable without a GPU).
+    """Whether training reads whole augmented batches from the pixel store on `device` (a pure decision: the facts
+    are arguments, testable without a GPU).
 
-    Yes on one CUDA device when the store takes at most `fraction` of its free memory and every augmentation in use
-    has a batched form; otherwise the CPU worker pipeline, with the reason."""
+    Yes on one process when every augmentation in use has a batched form, and on a CUDA device when the store takes
+    at most `fraction` of its free memory; otherwise the per-image DataLoader pipeline, with the reason."""
     size = format_bytes(pixel_bytes)
-    if not device.startswith("cuda"):
-        return BatchPlan(False, f"CPU workers: training on {device}")
     if world_size > 1:
-        return BatchPlan(False, f"CPU workers: {world_size} ranks shard the images through DistributedSampler")
+        return BatchPlan(False, f"per-image loader: {world_size} ranks shard the images through DistributedSampler")
     cpu_only = [k for k in CPU_ONLY_KEYS if getattr(augment, k)]
     if cpu_only:
-        return BatchPlan(False, f"CPU workers: augment.{cpu_only[0]} runs per image on the CPU")
+        return BatchPlan(False, f"per-image loader: augment.{cpu_only[0]} runs per image")
+    if not device.startswith("cuda"):
+        return BatchPlan(True, f"pixels in memory ({size}), augmented in batches")
     if free_bytes is None or pixel_bytes > fraction * free_bytes:
         free = "unknown" if free_bytes is None else format_bytes(free_bytes)
-        return BatchPlan(False, f"CPU workers: pixels {size} do not fit in {fraction:.0%} of {free} free on {device}")
-    return BatchPlan(True, f"pixels on {device} ({size}), augmented there")
+        return BatchPlan(
+            False, f"per-image loader: pixels {size} do not fit in {fraction:.0%} of {free} free on {device}"
+        )
+    return BatchPlan(True, f"pixels on {device} ({size}), augmented in batches")
 
 
 def free_device_memory(device: torch.device) -> int | None:
@@ -82,67 +88,12 @@ def free_device_memory(device: torch.device) -> int | None:
         return None
 
 
-def sample_resized_boxes(
-    n: int, height: int, width: int, scale: tuple[float, float], gen: torch.Generator, ratio=RATIO, tries: int = 10
-) -> torch.Tensor:
-    """n x 4 (top, left, h, w) boxes drawn as torchvision's RandomResizedCrop.get_params draws them (area in
-    `scale`, log-uniform aspect in `ratio`, `tries` attempts, then the centre crop), vectorised on one generator."""
-    area = (
-        height * width * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, tries, generator=gen, dtype=torch.float64))
-    )
-    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
-        n, tries, generator=gen, dtype=torch.float64
-    )
-    aspect = torch.exp(log_r)
-    w = torch.round(torch.sqrt(area * aspect)).long()
-    h = torch.round(torch.sqrt(area / aspect)).long()
-    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = torch.where(ok.any(1), ok.long().argmax(1), -1)
-    fw, fh = _fallback_size(height, width, ratio)
-    rows = torch.arange(n)
-    bw = torch.where(first >= 0, w[rows, first.clamp_min(0)], fw)
-    bh = torch.where(first >= 0, h[rows, first.clamp_min(0)], fh)
-    u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
-    top = torch.where(first >= 0, (u[:, 0] * (height - bh + 1)).long(), (height - fh) // 2)
-    left = torch.where(first >= 0, (u[:, 1] * (width - bw + 1)).long(), (width - fw) // 2)
-    return torch.stack([top, left, bh, bw], 1)
-
-
-def _fallback_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        return width, int(round(width / min(ratio)))
-    if in_ratio > max(ratio):
-        return int(round(height * max(ratio))), height
-    return width, height
-
-
 def augment_batch(
     pixels: torch.Tensor, pre: Preprocessing, augment: AugmentConfig, gen: torch.Generator
 ) -> torch.Tensor:
-    """B x C x S x S uint8 (on any device) -> B x C x H x W float, normalised: per-sample crop and flip, the same
-    order and ops as build_train_transform (crop and flip on uint8, then scale to [0, 1], then normalise)."""
-    b, _, height, width = pixels.shape
-    size = list(pre.size)
-    if augment.crop == "resized":
-        boxes = sample_resized_boxes(b, height, width, tuple(augment.crop_scale), gen).tolist()
-        crops = [
-            TF.resized_crop(img, t, lf, h, w, size, antialias=True)
-            for img, (t, lf, h, w) in zip(pixels, boxes, strict=True)
-        ]
-        x = torch.stack(crops)  # B x C x H x W
-    elif augment.crop == "random":
-        u = torch.rand(b, 2, generator=gen, dtype=torch.float64)
-        tops = (u[:, 0] * (height - size[0] + 1)).long().tolist()
-        lefts = (u[:, 1] * (width - size[1] + 1)).long().tolist()
-        x = torch.stack(
-            [img[:, t : t + size[0], lf : lf + size[1]] for img, t, lf in zip(pixels, tops, lefts, strict=True)]
-        )
-    else:
-        x = TF.center_crop(pixels, size)  # B x C x H x W
-    if augment.mirror:
-        flip = (torch.rand(b, generator=gen) < 0.5).to(x.device).view(b, 1, 1, 1)
-        x = torch.where(flip, x.flip(-1), x)
+    """B x C x S x S uint8 (on any device) -> B x C x H x W float, normalised: per-sample crop and flip (the same
+    function the per-image pipeline crops with), then scaled to [0, 1] and normalised."""
+    x = crop_and_flip(pixels, pre, augment, gen)  # B x C x H x W uint8
     x = TF.to_dtype(x, torch.float32, scale=True)
     return TF.normalize(x, mean=list(pre.mean), std=list(pre.std))
 
@@ -170,7 +121,8 @@ class DeviceBatches:
         self.shuffle, self.channels_last = shuffle, channels_last
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)  # CPU: boxes and flips are a few numbers per image
-        self.description = f"pixels on {self.device} ({format_bytes(self.pixels.nbytes)}), augmented there"
+        where = f"on {self.device}" if self.device.type != "cpu" else "in memory"
+        self.description = f"pixels {where} ({format_bytes(self.pixels.nbytes)}), augmented in batches"
 
     def set_epoch(self, epoch: int) -> None:
         self.gen.manual_seed(epoch_seed(self.seed, epoch))

@@ -7,11 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.augment import build_eval_transform
-from transfer.data.datamodule import TransformDataset
+from transfer.data.datamodule import EvalBatches
 from transfer.data.labelled import LabelledImages
 from transfer.data.task import TaskData
 from transfer.distributed import is_rank_zero
@@ -126,5 +125,4 @@ def predict_model_dir(model_dir: str | Path, images: LabelledImages) -> torch.Te
     """Softmax (N x K) of a saved model on in-memory images (already at its store size)."""
     classifier, card = load_model_dir(model_dir)
     tf = build_eval_transform(Preprocessing.from_dict(card["preprocessing"]))
-    loader = DataLoader(TransformDataset(images, tf), batch_size=64)
-    return predict_probs(classifier, loader, torch.device("cpu"))
+    return predict_probs(classifier, EvalBatches(images, tf, 64), torch.device("cpu"))

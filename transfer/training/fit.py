@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from transfer.backbones.base import Backbone
 from transfer.data.augment import build_eval_transform, build_train_transform, fit_pca_colour
@@ -131,7 +131,7 @@ def _device_of(trainer: pl.Trainer) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
+def predict_probs(model: nn.Module, loader: Iterable, device: torch.device) -> torch.Tensor:
     model.eval().to(device)
     out = [torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x, _ in loader]
     return torch.cat(out) if out else torch.empty(0)
@@ -255,7 +255,7 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, cfg, out_dir, qu
     pre, augment = backbone.preprocessing, cfg.augment
     if regime.lp_init and cfg.head.lp_init:
         probe_head(backbone, head, train, select, cfg, head_device(cfg), run.lp_epochs)
-    module = transfer_module(backbone, head, regime, train, cfg)
+    module = transfer_module(backbone, head, regime, train, cfg, log_train_metrics=out_dir is not None or not quiet)
     trainer_args = {"max_epochs": cfg.trainer.max_epochs, **cfg.trainer.lightning_args()}
     trainer_args["compile"] = cfg.trainer.compile
     plan = device_plan(trainer_args, cfg.data.num_workers, backbone.name)  # precision, workers, channels_last, compile
@@ -272,11 +272,11 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, cfg, out_dir, qu
         seeds = EpochSeeds(cfg.seed)  # every epoch's random draws from (seed, epoch): a resumed fit ends the same
         resumable = [seeds, *([EpochCheckpoint(ckpt_dir)] if ckpt_dir else [])]  # after the selection's checkpoint
         trainer = make_trainer(plan.trainer, out_dir, quiet, [*run.callbacks, *selection, *resumable])
-        batches = None
-        if plan.device == "cuda":  # small data: the uint8 pixels live on the GPU and are augmented there
-            batches, _ = device_train_batches(
-                train, pre, augment, batch, _device_of(trainer), cfg.seed, trainer.world_size, plan.channels_last
-            )
+        # small data: the uint8 pixels stay where training runs and whole batches are augmented there (None: the
+        # per-image loader, for colour and geometric augmentation or several ranks)
+        batches, _ = device_train_batches(
+            train, pre, augment, batch, _device_of(trainer), cfg.seed, trainer.world_size, plan.channels_last
+        )
         dm = ImageDataModule(
             train,
             loop_val,
@@ -307,12 +307,13 @@ def _fit_end_to_end(backbone, head, regime, train, select, val, cfg, out_dir, qu
     return probs, best_epoch, "last epoch"
 
 
-def transfer_module(backbone, head, regime: Regime, train: LabelledImages, cfg: TrainConfig, cls=TransferModule):
+def transfer_module(
+    backbone, head, regime: Regime, train: LabelledImages, cfg: TrainConfig, cls=TransferModule, **kwargs
+):
     """The LightningModule of a fine-tune, with every `cfg` setting it takes (lr-find uses a subclass)."""
     num_classes = len(train.classes)
-    return cls(
-        backbone, head, num_classes, regime, cfg, class_weights(train.labels, num_classes, cfg.head.class_weights)
-    )
+    weights = class_weights(train.labels, num_classes, cfg.head.class_weights)
+    return cls(backbone, head, num_classes, regime, cfg, weights, **kwargs)
 
 
 def _selection_callbacks(sel: TrainerConfig, dirpath: Path) -> list:
