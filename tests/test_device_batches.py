@@ -80,10 +80,10 @@ def test_the_plan_takes_the_device_when_the_store_fits_and_says_why_not_otherwis
     assert plan.on_device and plan.description == "pixels on cuda:0 (60 MB), augmented in batches"
     big = plan_device_batches(int(3.1 * GB), "cuda:0", 10 * GB, RESIZED)
     assert not big.on_device
-    assert big.description == "per-image loader: 3.1 GB of pixels exceed 25% of 10 GB free on cuda:0"
+    assert big.description == "per-image loader: pixels 3.1 GB do not fit in 25% of 10 GB free on cuda:0"
     assert plan_device_batches(int(3.1 * GB), "cuda:0", 20 * GB, RESIZED).on_device  # 25% of 20 GB is 5 GB
     assert plan_device_batches(10, "cpu", None, RESIZED).description == "pixels in memory (10 B), augmented in batches"
-    assert "exceed 25% of unknown" in plan_device_batches(10, "cuda:0", None, RESIZED).description
+    assert "do not fit in 25% of unknown" in plan_device_batches(10, "cuda:0", None, RESIZED).description
     assert "2 ranks" in plan_device_batches(10, "cuda:0", 80 * GB, RESIZED, world_size=2).description
     jitter = plan_device_batches(10, "cpu", None, AugmentConfig(color_jitter=0.3))
     assert jitter.description == "per-image loader: augment.color_jitter runs per image"
