@@ -79,16 +79,18 @@ def start(req: FitRequest, first: Regime) -> Started:
                 "add source=null, or start from recipe=cat_detector for an image folder."
             )
         t = time.perf_counter()
-        path, acc = pretrain_digits_source(req)
+        path, acc, reused = pretrain_digits_source(req)
         weights = str(path)
         source = {
             "classes": list(cfg.source.classes),
             "accuracy": acc,
             "model_dir": weights,
             "seconds": time.perf_counter() - t,
+            "reused": reused,
         }
+        how = f"reused from {reused} (an earlier run, same settings)" if reused else "trained now"
         print(
-            f"source model: {bb.name} trained on digits {list(cfg.source.classes)}, held-out accuracy {acc:.3f}"
+            f"source model: {bb.name} on digits {list(cfg.source.classes)} ({how}), held-out accuracy {acc:.3f}"
             f" -> {path}"
         )
     built: dict[str, Backbone] = {}
@@ -115,8 +117,68 @@ def start(req: FitRequest, first: Regime) -> Started:
     return Started(make_backbone, task, weights, source, body)
 
 
-def pretrain_digits_source(req: FitRequest) -> tuple[Path, float]:
-    """Train the body from scratch on the source digits; returns (model dir, held-out source accuracy)."""
+def source_key(cfg: FitConfig) -> str:
+    """What makes the source model what it is: its body, task, seed and every training setting it reads (the
+    package and torch versions too). Equal keys train bitwise-equal models on the CPU, so the second run takes the
+    cached one."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    import transfer
+
+    parts = {
+        "backbone": [cfg.backbone.name, cfg.backbone.kwargs],
+        "source": asdict(cfg.source) if cfg.source else None,
+        "seed": cfg.seed,
+        "train": {k: asdict(getattr(cfg, k)) for k in ("head", "optimizer", "scheduler", "trainer", "augment")},
+        "versions": [transfer.__version__, torch.__version__],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pretrain_digits_source(req: FitRequest) -> tuple[Path, float, str | None]:
+    """The body trained from scratch on the source digits, in the run dir; returns (model dir, held-out source
+    accuracy, the cached model it was copied from or None when trained now). A source model trained by an earlier
+    run with the same key (`source_key`) is reused from the cache next to the feature cache: the digits study's
+    second run skips its pretraining."""
+    from transfer.model.model_dir import load_model_dir
+    from transfer.studies.resume import model_dir_complete
+
+    cfg = req.cfg
+    cache = cfg.features.directory().parent / "sources" / source_key(cfg) if cfg.features.enabled else None
+    if cache is not None and model_dir_complete(cache):
+        classifier, card = load_model_dir(cache)
+        if "source_accuracy" in card:
+            acc, bb = float(card["source_accuracy"]), cfg.backbone
+            extra = {"source_accuracy": acc}
+            path = save_model_dir(
+                req.out_dir / "source_model", classifier, bb.name, list(card["classes"]), {"name": "softmax"},
+                bb.kwargs, extra,
+            )  # fmt: skip
+            return path, acc, str(cache)
+    path, acc = _train_digits_source(req)
+    if cache is not None:
+        _store(path, cache)
+    return path, acc, None
+
+
+def _store(model_dir: Path, cache: Path) -> None:
+    """Copy a model dir into the cache whole (a temp sibling, then one rename); a failure only costs the reuse."""
+    import os
+    import shutil
+    import uuid
+
+    tmp = cache.with_name(f".{cache.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(model_dir, tmp)
+        os.replace(tmp, cache)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("source model: not cached (%s)", e)
+
+
+def _train_digits_source(req: FitRequest) -> tuple[Path, float]:
     cfg, src, bb = req.cfg, req.cfg.source, req.cfg.backbone
     assert src is not None
     torch.manual_seed(cfg.seed)
