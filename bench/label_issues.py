@@ -37,7 +37,7 @@ from weather_features import SHARED, load_weather, missing_reason  # noqa: E402
 from transfer.eval.label_issues import FILTERS, RANKINGS, find_label_issues, label_quality_scores  # noqa: E402
 from transfer.training.probe import fit_linear_probe, probe_predict_proba  # noqa: E402
 
-DEFAULT_FILTER = "prune_by_noise_rate"
+DEFAULT_FILTER = "both"  # find_label_issues' default
 GOAL = 0.6
 
 
@@ -108,14 +108,16 @@ def score_clean(w, folds: int, seed: int) -> dict:
     """The labels as given: how many images are flagged, and which."""
     y = w.train.labels.numpy()
     probs, seconds = out_of_fold_probs(w.train.features, y, len(w.classes), folds, seed)
-    found = find_label_issues(y, probs, w.classes, w.train.names)
+    found = find_label_issues(y, probs, w.classes, w.train.names, filter_by=DEFAULT_FILTER)
     print(f"unflipped labels: {found.summary()} (out-of-fold probe accuracy {(probs.argmax(1) == y).mean():.3f})")
     for issue in found.issues:
         print(
             f"    {issue.name}: {issue.given} -> {issue.suggested} "
             f"(p_given {issue.p_given:.3f}, score {issue.score:.3f})"
         )
-    return {"flagged": len(found), "cv_seconds": seconds, "issues": found.rows()}
+    others = {f: len(find_label_issues(y, probs, w.classes, w.train.names, filter_by=f)) for f in FILTERS}
+    print("    flagged by each filter: " + ", ".join(f"{f} {n}" for f, n in others.items()))
+    return {"flagged": len(found), "flagged_by_filter": others, "cv_seconds": seconds, "issues": found.rows()}
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -15,7 +15,7 @@ Paired comparison, suggest vs random on the same seed and step: mean gain in tes
 wins / ties / losses, a one-sample t-test over the seeds' mean gains (seeds are independent; steps within a seed are
 not) and, for reference, a Wilcoxon signed-rank test over all (seed, step) pairs.
 
-    python bench/suggest.py                     # 5 seeds x 4 arms x 6 sizes (40..240): ~8 minutes on 2 CPU cores
+    python bench/suggest.py                     # 10 seeds x 4 arms x 6 sizes (40..240): ~6 minutes on 2 CPU cores
     python bench/suggest.py --seeds 0 1 2 --arms random suggest
     python bench/suggest.py --tiny              # 12 photos per class, 1 seed, 2 steps: a smoke run
 
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED / "weather")
     ap.add_argument("--backbones", type=Path, default=SHARED / "backbones")
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/transfer-bench-features"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--start", type=int, default=40, help="labelled images to start from (stratified)")
     ap.add_argument("--step", type=int, default=40, help="images labelled per step")

@@ -48,7 +48,7 @@ def test_planted_flips_are_found_ranked_with_given_and_suggested_label():
     assert first.p_suggested == pytest.approx(p[38, 1]) and first.score < second.score
     assert first.name == "rain/img38.jpg"
     assert found.summary() == "2 images may be mislabelled (of 60): see report"
-    assert (found.filter_by, found.ranked_by, found.n_images) == ("prune_by_noise_rate", "self_confidence", 60)
+    assert (found.filter_by, found.ranked_by, found.n_images) == ("both", "self_confidence", 60)
 
 
 def test_clean_labels_flag_nothing_and_say_so():

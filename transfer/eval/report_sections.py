@@ -218,6 +218,6 @@ def label_issues_section(issues: LabelIssues, images: Sequence | None = None, si
     return {
         "count": len(issues),
         "n": issues.n_images,
-        "method": f"confident learning (cleanlab, {issues.filter_by}) on out-of-fold probabilities",
+        "method": f"confident learning (cleanlab, filter_by={issues.filter_by}) on out-of-fold probabilities",
         "items": [item(issue) for issue in issues.issues[:size]],
     }
