@@ -5,8 +5,9 @@ labels are flipped at random to another class, out-of-fold probabilities come fr
 probe (`fit_linear_probe`, lambda chosen by its own inner 5-fold CV on each outer training part) over stratified
 outer folds, and `transfer.eval.label_issues.find_label_issues` flags images. Reported per seed: precision and recall
 of the flipped images among the flagged (goal: both >= 0.6) for every cleanlab filter, and the AUROC of each
-ranking score for telling flipped from clean. On the unflipped labels the images flagged are counted (goal: few) and
-each one listed: they are this data set's own suspects.
+ranking score for telling flipped from clean. First, on the unflipped labels, the images flagged are counted (goal:
+few) and each one listed: they are this data set's own suspects, and a seed's false flags are split into those and
+the rest (a photo the data set itself leaves in doubt is not a failure to find the flipped ones).
 
     python bench/label_issues.py                          # 5 seeds + the unflipped set: ~6 minutes on 2 CPU cores
     python bench/label_issues.py --seeds 0 1 --noise 0.1  # other seeds, 10% flipped
@@ -70,8 +71,9 @@ def precision_recall(found: list[int], flipped: np.ndarray) -> tuple[float, floa
     return precision, recall
 
 
-def score_seed(w, seed: int, noise: float, folds: int) -> dict:
-    """One seed: flip, cross-validate the probe, run every filter; precision / recall / count and ranking AUROCs."""
+def score_seed(w, seed: int, noise: float, folds: int, suspects: set[int]) -> dict:
+    """One seed: flip, cross-validate the probe, run every filter; precision / recall / count and ranking AUROCs.
+    `suspects`: images flagged on the unflipped labels; a false flag among them is the data's own doubt, not noise."""
     y = w.train.labels.numpy()
     k = len(w.classes)
     noisy, flipped = flip_labels(y, k, noise, seed)
@@ -80,8 +82,14 @@ def score_seed(w, seed: int, noise: float, folds: int) -> dict:
     row["oof_accuracy_vs_true"] = float((probs.argmax(1) == y).mean())
     for filter_by in FILTERS:
         found = find_label_issues(noisy, probs, w.classes, w.train.names, filter_by=filter_by)
-        p, r = precision_recall([i.index for i in found.issues], flipped)
+        flagged = [i.index for i in found.issues]
+        p, r = precision_recall(flagged, flipped)
+        false = set(flagged) - set(flipped.tolist())
         row["filters"][filter_by] = {"flagged": len(found), "precision": p, "recall": r}
+        row["filters"][filter_by] |= {
+            "false_flags": len(false),
+            "false_flags_unflipped_suspects": len(false & suspects),
+        }
     is_flipped = np.zeros(len(y), bool)
     is_flipped[flipped] = True
     for ranked_by in RANKINGS:
@@ -92,7 +100,8 @@ def score_seed(w, seed: int, noise: float, folds: int) -> dict:
     d = row["filters"][DEFAULT_FILTER]
     print(
         f"seed {seed}: {len(flipped)} of {len(y)} labels flipped; {DEFAULT_FILTER} flags {d['flagged']}: "
-        f"precision {d['precision']:.2f}, recall {d['recall']:.2f} (goal >= {GOAL}); "
+        f"precision {d['precision']:.2f}, recall {d['recall']:.2f} (goal >= {GOAL}); {d['false_flags']} false flags, "
+        f"{d['false_flags_unflipped_suspects']} of them flagged on the unflipped labels too; "
         f"out-of-fold probe accuracy vs the true labels {row['oof_accuracy_vs_true']:.3f} ({seconds:.0f} s)"
     )
     for filter_by, f in row["filters"].items():
@@ -127,12 +136,16 @@ def summarise(rows: list[dict]) -> dict:
         p = [r["filters"][filter_by]["precision"] for r in rows]
         r_ = [r["filters"][filter_by]["recall"] for r in rows]
         f = [r["filters"][filter_by]["flagged"] for r in rows]
+        false = [r["filters"][filter_by]["false_flags"] for r in rows]
+        theirs = [r["filters"][filter_by]["false_flags_unflipped_suspects"] for r in rows]
         out[filter_by] = {
             "precision_mean": float(np.mean(p)),
             "precision_min": float(np.min(p)),
             "recall_mean": float(np.mean(r_)),
             "recall_min": float(np.min(r_)),
             "flagged_mean": float(np.mean(f)),
+            "false_flags_mean": float(np.mean(false)),
+            "false_flags_unflipped_suspects_mean": float(np.mean(theirs)),
             "goal_met": bool(np.mean(p) >= GOAL and np.mean(r_) >= GOAL),
         }
     return out
@@ -156,14 +169,17 @@ def main() -> None:
     start = time.perf_counter()
     w = load_weather(args.data, args.backbones, args.cache_dir, per_class=12 if args.tiny else None)
     print(f"{w.describe} ({w.seconds:.1f} s); {args.noise:.0%} of train labels flipped per seed; {folds}-fold probe")
-    rows = [score_seed(w, seed, args.noise, folds) for seed in seeds]
     clean = score_clean(w, folds, seeds[0])
+    suspects = {row["index"] for row in clean["issues"]}
+    rows = [score_seed(w, seed, args.noise, folds, suspects) for seed in seeds]
     summary = summarise(rows)
     d = summary[DEFAULT_FILTER]
     print(
         f"mean over {len(seeds)} seeds ({DEFAULT_FILTER}): precision {d['precision_mean']:.2f} (min "
         f"{d['precision_min']:.2f}), recall {d['recall_mean']:.2f} (min {d['recall_min']:.2f}), goal "
-        f"{'met' if d['goal_met'] else 'NOT met'}; {clean['flagged']} flagged on the unflipped labels"
+        f"{'met' if d['goal_met'] else 'NOT met'}; {d['false_flags_mean']:.1f} false flags per seed, "
+        f"{d['false_flags_unflipped_suspects_mean']:.1f} of them among the {clean['flagged']} flagged on the "
+        "unflipped labels"
     )
     out = {
         "bench": "label_issues",
