@@ -95,13 +95,16 @@ def test_diversity_space_is_centred_and_unit():
     assert (pool @ pool.T)[np.triu_indices(len(pool), 1)].mean() < 0.1  # centred: no shared direction left
 
 
-def test_small_pool_bad_inputs_rows_and_tensors():
+def test_small_pool_bad_inputs_rows_csv_and_tensors(tmp_path):
     probs, feats = _pool(n=4)
     got = suggest_to_label(torch.as_tensor(probs), torch.as_tensor(feats), 10)
     assert sorted(got.order.tolist()) == [0, 1, 2, 3] and len(got) == 4
     rows = got.rows([f"img{i}.jpg" for i in range(4)])
     assert [r["rank"] for r in rows] == [1, 2, 3, 4] and rows[0]["name"] == f"img{got.order[0]}.jpg"
     assert set(rows[0]) == {"rank", "index", "name", "score", "uncertainty", "distance"}
+    lines = got.to_csv(tmp_path / "suggest.csv", [f"img{i}.jpg" for i in range(4)]).read_text().splitlines()
+    assert lines[0] == "rank,index,name,score,uncertainty,distance" and len(lines) == 5
+    assert lines[1].startswith(f"1,{got.order[0]},img{got.order[0]}.jpg,")
     with pytest.raises(ValueError, match="n must be >= 1"):
         suggest_to_label(probs, feats, 0)
     with pytest.raises(ValueError, match="4 probability rows for 3 feature rows"):

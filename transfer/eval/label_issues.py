@@ -101,8 +101,8 @@ def find_label_issues(
     prune_by_class) had precision and recall >= 0.6 on every seed of bench/label_issues.py (weather, 5% flipped) and
     the better precision of the two filters that did (fewer false alarms for the user to review); cleanlab's own
     default, prune_by_noise_rate, fell to precision 0.58 on one seed. `ranked_by` orders the flagged images (the three
-    scores ranked flipped images alike there: AUROC 0.993-0.994). Classes absent from `labels` are allowed; where
-    fewer than two classes appear nothing is flagged (there is nothing to confuse) and `notes` says so.
+    scores ranked flipped images alike there: mean AUROC 0.993 to 0.997). Classes absent from `labels` are allowed;
+    where fewer than two classes appear nothing is flagged (there is nothing to confuse) and `notes` says so.
     """
     if filter_by not in FILTERS:
         raise ValueError(f"filter_by={filter_by!r}: choose one of {', '.join(FILTERS)}")

@@ -14,9 +14,13 @@ Plain numpy: the caller brings the probabilities and the cached features; nothin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from transfer.eval.scoring import write_rows_csv
 
 MEASURES = ("margin", "entropy", "none")
 MAX_DISTANCE = 2.0  # between unit vectors: the distance every image starts at when nothing is labelled yet
@@ -37,7 +41,7 @@ class Suggestions:
     def __len__(self) -> int:
         return len(self.order)
 
-    def rows(self, names: list[str] | None = None) -> list[dict]:
+    def rows(self, names: Sequence[str] | None = None) -> list[dict]:
         """One dict per chosen image (rank, index, name, score, uncertainty, distance): suggest.csv's rows."""
         return [
             {
@@ -50,6 +54,10 @@ class Suggestions:
             }
             for r, i in enumerate(self.order)
         ]
+
+    def to_csv(self, path: str | Path, names: Sequence[str] | None = None) -> Path:
+        """Write `rows(names)` as suggest.csv, atomically."""
+        return write_rows_csv(self.rows(names), path)
 
 
 def uncertainty(probs: np.ndarray, measure: str = "margin") -> np.ndarray:
