@@ -9,11 +9,11 @@ ranking score for telling flipped from clean. First, on the unflipped labels, th
 few) and each one listed: they are this data set's own suspects, and a seed's false flags are split into those and
 the rest (a photo the data set itself leaves in doubt is not a failure to find the flipped ones).
 
-    python bench/label_issues.py                          # 5 seeds + the unflipped set: ~6 minutes on 2 CPU cores
+    python bench/label_issues.py                          # 5 seeds + the unflipped set: ~8 minutes on 2 CPU cores
     python bench/label_issues.py --seeds 0 1 --noise 0.1  # other seeds, 10% flipped
     python bench/label_issues.py --tiny                   # 12 photos per class, 1 seed, 3 folds: a smoke run
 
-Prints one line per seed and filter, then ONE JSON line.
+Prints the unflipped set's suspects, one block per seed (a line per filter), then ONE JSON line.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Paired comparison, suggest vs random on the same seed and step: mean gain in tes
 wins / ties / losses, a one-sample t-test over the seeds' mean gains (seeds are independent; steps within a seed are
 not) and, for reference, a Wilcoxon signed-rank test over all (seed, step) pairs.
 
-    python bench/suggest.py                     # 10 seeds x 4 arms x 6 sizes (40..240): ~6 minutes on 2 CPU cores
+    python bench/suggest.py                     # 10 seeds x 4 arms x 6 sizes (40..240): ~5 minutes on 2 CPU cores
     python bench/suggest.py --seeds 0 1 2 --arms random suggest
     python bench/suggest.py --tiny              # 12 photos per class, 1 seed, 2 steps: a smoke run
 

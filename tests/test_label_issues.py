@@ -145,7 +145,7 @@ def test_report_section_shows_thumbnails_given_and_suggested():
 # ---------------------------------------------------------------- the bench, tiny
 
 
-@pytest.mark.slow  # decodes the 1,009 photos and extracts 96 of them: ~30 s on 2 busy cores
+@pytest.mark.slow  # decodes the 1,009 photos and extracts 96 of them: ~40 s on 2 cores
 def test_label_issues_bench_tiny(tmp_path):
     need_shared_data()
     cmd = [sys.executable, str(ROOT / "bench" / "label_issues.py"), "--tiny", "--cache-dir", str(tmp_path / "cache")]

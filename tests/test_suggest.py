@@ -117,7 +117,7 @@ def test_small_pool_bad_inputs_rows_csv_and_tensors(tmp_path):
         suggest_to_label(probs, feats, 2, diversity=-1)
 
 
-@pytest.mark.slow  # decodes the 1,009 photos, extracts 96, fits 12 probes: ~30 s on 2 busy cores
+@pytest.mark.slow  # decodes the 1,009 photos, extracts 96, fits 12 probes: ~45 s on 2 cores
 def test_suggest_bench_tiny(tmp_path):
     need_shared_data()
     cmd = [sys.executable, str(ROOT / "bench" / "suggest.py"), "--tiny", "--cache-dir", str(tmp_path / "cache")]
