@@ -27,6 +27,9 @@ The `data` contract:
   "label_conflicts": [pair], "counts": {"leakage": int, "label_conflicts": int} (all pairs, beyond those listed)},
   pair = {"a": image, "b": image, "similarity": float, "exact": bool, "a_name": str, "b_name": str} (leakage adds
   "split", label conflicts "a_label", "b_label"); with no pair listed the section is its summary line alone
+- ``label_issues``: {"count": int, "n": int, "method": str, "items": [{"image", "name", "given", "suggested",
+  "score", "p_given", "p_suggested"}]} -- suspected label errors, most suspicious first (score: label quality of the
+  given label, lower = more likely wrong); a count of 0 says the search ran and found nothing
 """
 
 from __future__ import annotations
@@ -329,12 +332,44 @@ def _duplicates(d: dict) -> str:
     return "".join(parts) or "<p>No duplicates found.</p>"
 
 
+def _issue_card(item: dict) -> str:
+    score = item.get("score")
+    score_txt = f"{float(score):.3f}" if isinstance(score, int | float) else "–"
+    return (
+        f'<div class="card"><div class="frame">{thumb_html(item.get("image"), str(item.get("name", "")))}</div>'
+        f'<div class="name" title="{esc(item.get("name", ""))}">{esc(item.get("name", ""))}</div>'
+        f"<div>given: {esc(item.get('given', '?'))} ({fmt_pct(item.get('p_given'))})</div>"
+        f'<div class="wrong">suggested: {esc(item.get("suggested", "?"))} ({fmt_pct(item.get("p_suggested"))})</div>'
+        f"<div>score: {score_txt}</div></div>"
+    )
+
+
+def _label_issues(d: dict) -> str:
+    items = d.get("items") or []
+    count = int(d.get("count", len(items)))
+    n = d.get("n")
+    of = f" of {esc(n)}" if n is not None else ""
+    method = f'<p class="muted">{esc(d["method"])}</p>' if d.get("method") else ""
+    if not count:
+        among = f"the {esc(n)}" if n is not None else "the"
+        return f"<p>no label issues found among {among} images</p>{method}"
+    shown = f" (the first {len(items)} shown)" if len(items) < count else ""
+    return (
+        f"<p><b>{count}</b>{of} images may be mislabelled{shown}: check each one, then fix its folder or keep it.</p>"
+        f"{method}"
+        '<p class="muted">most suspicious first · given: the label on disk (the model\'s probability for it) · '
+        "suggested: the model's label · score: the given label's quality, lower = more likely wrong</p>"
+        f'<div class="gallery">{"".join(_issue_card(it) for it in items[:MAX_LISTED])}</div>{_more(len(items))}'
+    )
+
+
 # (key, section title or a function of the section's data (None: no heading), builder, extra css class), in page order
 SECTIONS = (
     ("headline", "Result", _headline, ""),
     ("metrics", "Metrics", _metrics, ""),
     ("calibration", "Calibration", _calibration, ""),
     ("gallery", "Examples", _gallery, ""),
+    ("label_issues", "Suspected label errors", _label_issues, ""),
     ("learning_curve", "Learning curve", _learning_curve, ""),
     ("evidence", "Evidence for the choice", _evidence, ""),
     ("images", "Plots", _images, ""),

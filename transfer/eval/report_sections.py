@@ -1,5 +1,6 @@
 """Sections of the report page (eval/page.py's data contract) built from predictions: the gallery of mistakes,
-calibration, warnings about the headline, the scan report and duplicate images. Plain inputs, no training."""
+calibration, warnings about the headline, the scan report, duplicate images and suspected label errors. Plain
+inputs, no training."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from transfer.eval.duplicates import (
     label_conflicts,
     leakage_pairs,
 )
+from transfer.eval.label_issues import LabelIssues
 
 GALLERY_SIZE = 24  # items per gallery group
 LISTED = 50  # duplicate pairs listed per kind (all are counted)
@@ -194,3 +196,28 @@ def duplicates_summary(found: Duplicates, n_images: int, shown: int) -> str:
         if shown < len(found.pairs):
             line += f"; the other {len(found.pairs) - shown} pair {same_side}"
     return line + ("." if found.near_checked else f"; {near}.")
+
+
+def label_issues_section(issues: LabelIssues, images: Sequence | None = None, size: int = 2 * GALLERY_SIZE) -> dict:
+    """The page's suspected-label-errors section: the `size` most suspicious images, ranked, each with its given and
+    suggested label and score; `images` is indexed like the inputs of `find_label_issues` (uint8 C x H x W tensors,
+    arrays or paths), else the names are used as file paths."""
+
+    def item(issue) -> dict:
+        img = images[issue.index] if images is not None else issue.name
+        return {
+            "image": image_array(img) if isinstance(img, torch.Tensor) else img,
+            "name": issue.name.rsplit("/", 1)[-1],
+            "given": issue.given,
+            "suggested": issue.suggested,
+            "score": issue.score,
+            "p_given": issue.p_given,
+            "p_suggested": issue.p_suggested,
+        }
+
+    return {
+        "count": len(issues),
+        "n": issues.n_images,
+        "method": f"confident learning (cleanlab, filter_by={issues.filter_by}) on out-of-fold probabilities",
+        "items": [item(issue) for issue in issues.issues[:size]],
+    }
