@@ -64,6 +64,10 @@ class ProbeResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     fold_of_image: list[int] = field(default_factory=list)  # validation fold of each image (-1: no CV)
+    # N x C: each image's probabilities from the fold that did not train on it, at the chosen L2 (None: no CV).
+    # The L2 was chosen on these same folds, so they are a little optimistic: fine for ranking suspected label
+    # errors (eval/label_issues.py), not for a headline.
+    oof_probs: torch.Tensor | None = None
 
 
 def fit_linear_probe(
@@ -114,10 +118,14 @@ def fit_linear_probe(
             for f, (_, va) in enumerate(splits):
                 for i in va[::k] // k:
                     fold_of_image[int(i)] = f
-            scores = _score_grid(x, y_rows, splits, k, num_classes, grid, max_iter)
+            scores, fold_probs = _score_grid(x, y_rows, splits, k, num_classes, grid, max_iter)
             table, best = _choose(grid, scores, notes)
             l2, per_fold = grid[best], [s[best][0] for s in scores]
+            oof = torch.zeros(n, num_classes, dtype=torch.float32)
+            for (_, va), probs in zip(splits, fold_probs[best], strict=True):
+                oof[torch.as_tensor(va[::k] // k)] = probs.float().cpu()
         else:
+            oof = None
             l2 = 1.0 / (n * k)
             notes[-1] += f"; l2 = 1 / rows = {l2:g} (scikit-learn's default C=1)"
         std = Standardiser.fit(x)
@@ -141,6 +149,7 @@ def fit_linear_probe(
         notes=notes,
         seconds=time.perf_counter() - start,
         fold_of_image=fold_of_image,
+        oof_probs=oof,
     )
 
 
@@ -179,9 +188,10 @@ def _score_grid(
     num_classes: int,
     grid: list[float],
     max_iter: int,
-) -> list[list[tuple[float, float]]]:
-    """(accuracy, log-loss) per fold per lambda (strongest first). All folds solve together as one batched problem,
-    and each lambda starts from the previous lambda's solution (warm start along the path)."""
+) -> tuple[list[list[tuple[float, float]]], list[list[torch.Tensor]]]:
+    """(accuracy, log-loss) per fold per lambda (strongest first), and the validation probabilities per lambda per
+    fold (n_va x C, views averaged). All folds solve together as one batched problem, and each lambda starts from the
+    previous lambda's solution (warm start along the path)."""
     zs, ys, vals = [], [], []
     for train, val in splits:
         tr, va = torch.as_tensor(train, device=x.device), torch.as_tensor(val, device=x.device)
@@ -192,6 +202,7 @@ def _score_grid(
         vals.append((space.project(std(x[va])), y_rows[va][::views]))  # n_va x r, one label per image
     z_all, onehot, row_weight = stack_problems(zs, ys, num_classes)
     scores: list[list[tuple[float, float]]] = [[] for _ in splits]
+    probs_by_lambda: list[list[torch.Tensor]] = []
     init = None
     for lam in grid:
         fit = fit_logistic(
@@ -204,13 +215,15 @@ def _score_grid(
             tolerance_grad=cv_tolerance(lam),
         )
         init = (fit.weight, fit.bias)
+        probs_by_lambda.append([])
         for f, (z_val, y_val) in enumerate(vals):
             w = fit.weight[f, :, : z_val.shape[1]]  # C x r_f
             probs = torch.softmax(torch.addmm(fit.bias[f], z_val, w.T), dim=1)  # n_va x C
             probs = probs.view(-1, views, num_classes).mean(1)  # one score per image: its views averaged
             acc = float((probs.argmax(1) == y_val).double().mean())
             scores[f].append((acc, mean_log_loss(probs, y_val)))
-    return scores
+            probs_by_lambda[-1].append(probs)
+    return scores, probs_by_lambda
 
 
 def _choose(grid: list[float], scores: list[list[tuple[float, float]]], notes: list[str]) -> tuple[list[dict], int]:
