@@ -13,7 +13,7 @@ import csv
 import io
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,13 @@ class LabelIssues:
             "notes": list(self.notes),
             "issues": self.rows(),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LabelIssues:
+        """The inverse of `to_dict` (metrics.json's `label_issues` back to the ranked list)."""
+        keys = [f.name for f in fields(LabelIssue)]
+        issues = [LabelIssue(**{k: row[k] for k in keys}) for row in d.get("issues", [])]
+        return cls(issues, int(d["n_images"]), str(d["filter_by"]), str(d["ranked_by"]), list(d.get("notes", [])))
 
 
 def find_label_issues(

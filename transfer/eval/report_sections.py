@@ -4,7 +4,8 @@ inputs, no training."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -198,10 +199,13 @@ def duplicates_summary(found: Duplicates, n_images: int, shown: int) -> str:
     return line + ("." if found.near_checked else f"; {near}.")
 
 
-def label_issues_section(issues: LabelIssues, images: Sequence | None = None, size: int = 2 * GALLERY_SIZE) -> dict:
+def label_issues_section(
+    issues: LabelIssues, images: Sequence | Mapping[int, Any] | None = None, size: int = 2 * GALLERY_SIZE
+) -> dict:
     """The page's suspected-label-errors section: the `size` most suspicious images, ranked, each with its given and
     suggested label and score; `images` is indexed like the inputs of `find_label_issues` (uint8 C x H x W tensors,
-    arrays or paths), else the names are used as file paths."""
+    arrays or paths; a mapping from those indices needs only the flagged ones), else the names are used as file
+    paths."""
 
     def item(issue) -> dict:
         img = images[issue.index] if images is not None else issue.name

@@ -38,10 +38,10 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(str(p)))
 
 
-def decode_images(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
-    """Normalised stored squares (N x C x S x S) for the readable files, and an error (or None) per file."""
+def decode_pixels(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
+    """The readable files as uint8 stored squares (N x C x S x S, S = the eval resize size: what a fit keeps in RAM and
+    what the feature cache reads), and an error (or None) per file."""
     side = store_size(pre)
-    norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
     tensors, errors = [], []
     for f in files:
         try:
@@ -49,9 +49,18 @@ def decode_images(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tens
         except Exception as e:  # noqa: BLE001  -- one unreadable file must not stop the others
             errors.append(f"{type(e).__name__}: {e}")
             continue
-        tensors.append(norm(image_to_tensor(resize_center(img, side, pre.interpolation))))
+        tensors.append(image_to_tensor(resize_center(img, side, pre.interpolation)))
         errors.append(None)
     return (torch.stack(tensors) if tensors else None), errors
+
+
+def decode_images(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
+    """Normalised stored squares (N x C x S x S) for the readable files, and an error (or None) per file."""
+    pixels, errors = decode_pixels(files, pre)
+    if pixels is None:
+        return None, errors
+    norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
+    return norm(pixels), errors
 
 
 @torch.inference_mode()

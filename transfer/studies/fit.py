@@ -17,6 +17,7 @@ from transfer.distributed import is_rank_zero
 from transfer.eval.scoring import scored_metrics
 from transfer.model.model_dir import load_model_dir
 from transfer.studies.crossval import crossvalidate_choice, selection_score
+from transfer.studies.label_issues import fit_label_issues
 from transfer.studies.probe_baseline import probe_baseline
 from transfer.studies.report_data import FitEvidence, make_headline, write_fit_report
 from transfer.studies.stage_probe import check_stages, probe_stages
@@ -93,9 +94,13 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
     if paired:
         extra["paired"] = paired
     cv = crossvalidate_choice(req, task, best, make_backbone)  # None with test/ (test is the headline)
+    issues = None
     if cv is not None:
         extra["crossval"] = cv.to_dict()
         extra["selection"] = selection_score(best.metrics, task.eval_name)
+        issues = fit_label_issues(task.images, cv.index, cv.probs, req.out_dir)  # label_issues.csv
+        if issues is not None:
+            extra["label_issues"] = issues.to_dict()
     best_summary = {"regime": best.regime, "seed": best.seed, **best.metrics}
     scored = extra.get("test") or (cv.metrics if cv is not None else best.metrics)
     probe = probe_baseline(req, task, best, cv, make_backbone, scored).to_dict()  # after the choice: a reference
@@ -116,6 +121,7 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
         test_probs,
         cv.index if cv is not None else None,
         cv.probs if cv is not None else None,
+        label_issues=issues,
     )
     write_fit_report(report, req.out_dir, evidence)
     return report

@@ -17,12 +17,14 @@ from pathlib import Path
 import torch
 
 from transfer.data.labelled import LabelledImages
+from transfer.eval.label_issues import LabelIssues
 from transfer.eval.page import write_report
 from transfer.eval.report_sections import (
     calibration_section,
     duplicates_section,
     gallery_section,
     headline_warnings,
+    label_issues_section,
     scan_section,
 )
 from transfer.eval.scoring import prediction_rows, write_rows_csv
@@ -44,6 +46,7 @@ class FitEvidence:
     test_probs: torch.Tensor | None = None
     cv_idx: list[int] | None = None  # cross-validated images (no test/): the headline's images
     cv_probs: torch.Tensor | None = None  # ... and their out-of-fold softmax
+    label_issues: LabelIssues | None = None  # suspected label errors among the cv images (issue.index: into cv_idx)
 
 
 def make_headline(
@@ -213,6 +216,9 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
     scan_file = out_dir / "scan_report.json"
     if scan_file.is_file():
         data["scan"] = scan_section(json.loads(scan_file.read_text(encoding="utf-8")))
+    if ev.label_issues is not None and ev.cv_idx:
+        flagged = {it.index: ev.images.pixels[ev.cv_idx[it.index]] for it in ev.label_issues.issues}
+        data["label_issues"] = label_issues_section(ev.label_issues, flagged)  # thumbnails of the flagged images only
     data["duplicates"] = _duplicates(ev)
     data["warnings"] += data["duplicates"]["warnings"]  # only when a held-out image copies a training image
     return data

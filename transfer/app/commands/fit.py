@@ -118,11 +118,21 @@ def print_summary(report: dict, out_dir: Path) -> None:
     print(f"model:   {model_dir}")
     plots = ", ".join(p for p in ("confusion.png", "regimes.png", "curves.png") if (out_dir / p).is_file())
     print(f"report:  {out_dir / 'report.html'}")
+    if "label_issues" in report:  # the cross-validated headline's folds, searched by confident learning
+        print(f"labels:  {label_issues_line(report['label_issues'], out_dir)}")
     if (out_dir / "summary.md").is_file():
         print(f"runs:    {out_dir / 'summary.md'}  (one row per regime and seed, with 95% intervals)")
     print(f"metrics: {out_dir / 'metrics.json'}  (predictions.csv{', ' + plots if plots else ''} beside it)")
     print(f"predict: python -m transfer command=predict model={model_dir} images=<file or folder>")
     print(f"wall time: {report['wall_seconds']:.1f}s")
+
+
+def label_issues_line(found: dict, out_dir: Path) -> str:
+    """'7 images may be mislabelled (of 605): see report (<run dir>/label_issues.csv)' from metrics.json's entry."""
+    from transfer.eval.label_issues import LabelIssues
+    from transfer.studies.label_issues import terminal_line
+
+    return terminal_line(LabelIssues.from_dict(found), out_dir)
 
 
 def headline_line(h: dict) -> str:
