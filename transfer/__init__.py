@@ -18,6 +18,8 @@ _LAZY = {
     "scan_image_folder": "transfer.data.scan",
     "UserError": "transfer.errors",
     "fit": "transfer.app.api",
+    "label_issues": "transfer.app.api",
+    "suggest": "transfer.app.api",
     "load": "transfer.inference.model",
     "Model": "transfer.inference.model",
     "load_weights": "transfer.backbones.sources.weights:load_backbone_weights",

@@ -7,11 +7,16 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from transfer.app.schema import Config
 from transfer.inference.model import Model
+
+if TYPE_CHECKING:
+    from transfer.eval.label_issues import LabelIssues
+    from transfer.studies.suggest import SuggestRun
 
 DEFAULTS = {  # conf/config.yaml's defaults list without the digits recipe: what a folder of images starts from
     "data": "folder",
@@ -93,3 +98,48 @@ def fit(
     out = Path(out_dir) if out_dir else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     fit_config(cfg, out, quiet=True)
     return Model(out / "model")
+
+
+def label_issues(
+    data: str | Path,
+    backbone: str | nn.Module = "resnet18",
+    out_dir: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    pretrained: bool | None = None,
+) -> LabelIssues:
+    """Suspected label errors in a labelled folder (`data/<class>/*`): the frozen linear probe cross-validated on
+    cached features, then confident learning on its out-of-fold probabilities. Returns the ranked list (`.issues`,
+    `.summary()`, `.to_csv()`); label_issues.csv, metrics.json and report.html are written to `out_dir`."""
+    from dataclasses import replace
+
+    from transfer.app.commands.label_issues import label_issues_config
+
+    cfg = replace(library_config(data, backbone, "frozen", "softmax", overrides, pretrained), command="label-issues")
+    return label_issues_config(cfg, _out(out_dir), quiet=True).issues
+
+
+def suggest(
+    model: str | Path,
+    images: str | Path,
+    n: int = 50,
+    out_dir: str | Path | None = None,
+    labelled: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> SuggestRun:
+    """Which images under `images` to label next for the model dir `model` (margin x diversity on its own features):
+    suggest.csv and the contact sheet suggest.html in `out_dir`. `labelled`: the folder of images already labelled
+    (default: the fit's, found beside the model dir); `overrides` such as "suggest.diversity=0"."""
+    from dataclasses import replace
+
+    from transfer.app.commands.suggest import suggest_config
+
+    cfg = library_config(labelled if labelled is not None else images, "resnet18", "frozen", "softmax", overrides)
+    cfg = replace(cfg, command="suggest", model=str(model), images=str(images), n=int(n))
+    return suggest_config(cfg, _out(out_dir), None if labelled is None else str(labelled))
+
+
+def _out(out_dir: str | Path | None) -> Path:
+    """The run dir a library call writes to: `out_dir`, else outputs/DATE/TIME as the CLI's Hydra would name it."""
+    out = Path(out_dir) if out_dir else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

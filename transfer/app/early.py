@@ -106,14 +106,32 @@ def check_weights_early(cfg: Config) -> None:
         early_offline_check(str(cfg.backbone.name))
 
 
-TRAINS = ("fit", "features", "learning-curve", "lr-find")  # commands that build a body (and may need its weights)
+TRAINS = ("fit", "features", "learning-curve", "lr-find", "label-issues")  # build a body (and may need its weights)
+AUTO = "auto"  # backbone.name=auto: the fit ranks `backbones`, then trains the winner (weights checked per candidate)
 
 
 def check_before_run(cfg: Config) -> None:
     """Every mistake that needs no torch, before Hydra makes a run dir: the image folder, the weights file or the
-    network for hub weights, and a trainer asking for more nodes than a launcher started."""
-    if cfg.command in (*TRAINS, "augment-preview"):
+    network for hub weights, and a trainer asking for more nodes than a launcher started. rank-backbones (and
+    backbone.name=auto) check each candidate's weights when they build it: one offline name is skipped, not fatal."""
+    if cfg.command in (*TRAINS, "augment-preview", "rank-backbones"):
         check_data_early(cfg.data)
+    if cfg.command == "suggest":
+        check_suggest_early(cfg)
     if cfg.command in TRAINS:
-        check_weights_early(cfg)
+        if str(cfg.backbone.name) != AUTO:
+            check_weights_early(cfg)
         check_num_nodes(cfg.trainer)
+
+
+def check_suggest_early(cfg: Config) -> None:
+    """command=suggest: one model dir, the folder of unlabelled images, and data.root when given."""
+    if not cfg.model or not cfg.images:
+        raise UserError("command=suggest needs model=<run dir>/model and images=<folder of unlabelled images> (n=50).")
+    if isinstance(cfg.model, list | tuple):
+        raise UserError(f"model={list(cfg.model)}: command=suggest reads one model dir, not an ensemble.")
+    check_model_early(str(cfg.model))
+    if not Path(str(cfg.images)).expanduser().exists():
+        raise UserError(f"images={cfg.images}: no such file or folder; give the folder of images to choose from.")
+    if cfg.data.kind == "folder":
+        check_data_early(cfg.data)

@@ -16,6 +16,9 @@ COMMAND_HELP = {
     "augment-preview": "a PNG grid of augmented training images",
     "learning-curve": "train on 10/25/50/100% of the training images: would more images help? (learning_curve.png)",
     "lr-find": "learning-rate range test for regime=partial|full: lr_find.png and the head.lr= to fit with",
+    "label-issues": "images of data.root=<labelled folder> probably filed under the wrong class (label_issues.csv)",
+    "suggest": "which unlabelled images to label next: model=<model dir> images=<folder> n=50 (suggest.csv, page)",
+    "rank-backbones": "rank backbones=[a,b,...] on data.root=<labelled folder> by a cross-validated probe (table)",
 }
 EXAMPLES = (
     "python -m transfer                                            # the offline digits study (no data, no network)",

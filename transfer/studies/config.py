@@ -5,6 +5,7 @@ the study's own groups. Torch-free; each dataclass checks its own fields."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from transfer.backbones.config import BackboneConfig
 from transfer.errors import UserError, check_at_least, check_positive
@@ -86,6 +87,61 @@ class LrFindConfig:
 
 
 @dataclass
+class RankConfig:
+    """command=rank-backbones and backbone.name=auto: how the candidates in `backbones` are scored."""
+
+    prefilter_above: int = 4  # more candidates than this: LogME ranks them first and only the best `keep` are probed
+    keep: int = 4  # candidates the cross-validated probe scores after the LogME pre-filter
+
+    def __post_init__(self) -> None:
+        check_at_least("rank.prefilter_above", self.prefilter_above, 1)
+        check_at_least("rank.keep", self.keep, 1)
+
+
+CANDIDATE_KEYS = ("name", "pretrained", "weights", "kwargs")  # BackboneConfig's fields
+
+
+def check_backbones(backbones: list | None) -> None:
+    """`backbones=[...]`, the candidates of command=rank-backbones and backbone.name=auto: a non-empty list of names
+    (`resnet50`, `resnet50.a1_in1k`: pretrained weights) or backbone.* dicts (`{name: x, weights: FILE}`)."""
+    if backbones is None:
+        return
+    if not list(backbones):
+        raise UserError(
+            "backbones=[]: no candidates; list two or more, e.g. backbones=[resnet18,resnet50] or "
+            "backbones=[{name:NAME,weights:FILE.safetensors},resnet18]."
+        )
+    for i, entry in enumerate(backbones):
+        if isinstance(entry, str) and entry.strip():
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].strip():
+            unknown = sorted(set(entry) - set(CANDIDATE_KEYS))
+            if unknown:
+                raise UserError(
+                    f"backbones[{i}]: unknown key(s) {', '.join(unknown)}; a candidate accepts "
+                    f"{', '.join(CANDIDATE_KEYS)} (as backbone.*)."
+                )
+            continue
+        raise UserError(
+            f"backbones[{i}]={entry!r}: a candidate is a backbone name (resnet50) or a dict with a name "
+            "({name:NAME,weights:FILE})."
+        )
+
+
+def candidate_config(entry: str | dict) -> BackboneConfig:
+    """One `backbones` entry as backbone.*: a name asks for its pretrained weights; a dict sets the fields it names."""
+    if isinstance(entry, str):
+        return BackboneConfig(name=entry.strip(), pretrained=True)
+    d = dict(entry)
+    return BackboneConfig(
+        name=str(d["name"]).strip(),
+        pretrained=bool(d.get("pretrained", not d.get("weights"))),
+        weights=None if d.get("weights") in (None, "") else str(d["weights"]),
+        kwargs=dict(d.get("kwargs") or {}),
+    )
+
+
+@dataclass
 class FitConfig(TrainConfig):
     """Everything a fit reads. `python -m transfer` builds it from YAML through Hydra; `transfer.fit` directly."""
 
@@ -97,3 +153,5 @@ class FitConfig(TrainConfig):
     report: ReportConfig = field(default_factory=ReportConfig)
     learning_curve: LearningCurveConfig = field(default_factory=LearningCurveConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    backbones: list[Any] | None = None  # rank-backbones / backbone.name=auto: the candidates (check_backbones)
+    rank: RankConfig = field(default_factory=RankConfig)

@@ -130,5 +130,11 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
 def predict_model_dir(model_dir: str | Path, images: LabelledImages) -> torch.Tensor:
     """Softmax (N x K) of a saved model on in-memory images (already at its store size)."""
     classifier, card = load_model_dir(model_dir)
-    tf = build_eval_transform(Preprocessing.from_dict(card["preprocessing"]))
-    return predict_probs(classifier, EvalBatches(images, tf, 64), torch.device("cpu"))
+    return classifier_probs(classifier, Preprocessing.from_dict(card["preprocessing"]), images)
+
+
+def classifier_probs(
+    classifier: torch.nn.Module, pre: Preprocessing, images: LabelledImages, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Softmax (N x K) of a classifier on in-memory images at its store size, through the eval transform."""
+    return predict_probs(classifier, EvalBatches(images, build_eval_transform(pre), 64), torch.device(device))
