@@ -20,6 +20,7 @@ _LAZY = {
     "fit": "transfer.app.api",
     "label_issues": "transfer.app.api",
     "suggest": "transfer.app.api",
+    "rank_backbones": "transfer.app.api",
     "load": "transfer.inference.model",
     "Model": "transfer.inference.model",
     "load_weights": "transfer.backbones.sources.weights:load_backbone_weights",

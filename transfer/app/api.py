@@ -16,6 +16,7 @@ from transfer.inference.model import Model
 
 if TYPE_CHECKING:
     from transfer.eval.label_issues import LabelIssues
+    from transfer.studies.rank_backbones import Ranking
     from transfer.studies.suggest import SuggestRun
 
 DEFAULTS = {  # conf/config.yaml's defaults list without the digits recipe: what a folder of images starts from
@@ -136,6 +137,25 @@ def suggest(
     cfg = library_config(labelled if labelled is not None else images, "resnet18", "frozen", "softmax", overrides)
     cfg = replace(cfg, command="suggest", model=str(model), images=str(images), n=int(n))
     return suggest_config(cfg, _out(out_dir), None if labelled is None else str(labelled))
+
+
+def rank_backbones(
+    data: str | Path,
+    backbones: list[str | dict],
+    out_dir: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Ranking:
+    """Rank candidate bodies on a labelled folder by the frozen linear probe's cross-validated accuracy (LogME first
+    when the list is long). `backbones`: names (`"resnet50"`: its pretrained weights) or backbone.* dicts
+    (`{"name": "mine", "weights": "mine.safetensors"}`); a name that cannot be built here (no network) is skipped
+    and said. Returns the Ranking (`.winner`, `.candidates`); rank_backbones.json is written to `out_dir`."""
+    from dataclasses import replace
+
+    from transfer.app.commands.rank_backbones import rank_config
+
+    cfg = library_config(data, "resnet18", "frozen", "softmax", overrides)
+    cfg = replace(cfg, command="rank-backbones", backbones=list(backbones))
+    return rank_config(cfg, _out(out_dir), quiet=True)
 
 
 def _out(out_dir: str | Path | None) -> Path:

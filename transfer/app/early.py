@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from transfer.data.config import DataConfig
 from transfer.errors import UserError
+from transfer.studies.config import AUTO_BACKBONE
 from transfer.training.config import TrainerConfig
 
 if TYPE_CHECKING:
@@ -107,7 +108,6 @@ def check_weights_early(cfg: Config) -> None:
 
 
 TRAINS = ("fit", "features", "learning-curve", "lr-find", "label-issues")  # build a body (and may need its weights)
-AUTO = "auto"  # backbone.name=auto: the fit ranks `backbones`, then trains the winner (weights checked per candidate)
 
 
 def check_before_run(cfg: Config) -> None:
@@ -119,7 +119,7 @@ def check_before_run(cfg: Config) -> None:
     if cfg.command == "suggest":
         check_suggest_early(cfg)
     if cfg.command in TRAINS:
-        if str(cfg.backbone.name) != AUTO:
+        if str(cfg.backbone.name) != AUTO_BACKBONE:  # each candidate's weights: checked as it is built
             check_weights_early(cfg)
         check_num_nodes(cfg.trainer)
 

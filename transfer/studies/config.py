@@ -99,6 +99,7 @@ class RankConfig:
 
 
 CANDIDATE_KEYS = ("name", "pretrained", "weights", "kwargs")  # BackboneConfig's fields
+AUTO_BACKBONE = "auto"  # backbone.name=auto: a fit ranks `backbones` (rank_backbones.py), then trains the winner
 
 
 def check_backbones(backbones: list | None) -> None:

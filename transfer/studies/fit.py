@@ -16,6 +16,7 @@ from transfer.data.task import TaskData
 from transfer.distributed import is_rank_zero
 from transfer.eval.scoring import scored_metrics
 from transfer.model.model_dir import load_model_dir
+from transfer.studies.config import AUTO_BACKBONE
 from transfer.studies.crossval import crossvalidate_choice, selection_score
 from transfer.studies.label_issues import fit_label_issues
 from transfer.studies.probe_baseline import probe_baseline
@@ -30,12 +31,19 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
     started = started or time.perf_counter()
     if is_rank_zero():  # until this fit is reported, the run dir claims no finished fit (a resume rewrites it)
         (req.out_dir / "metrics.json").unlink(missing_ok=True)
+    chosen_backbone = None
+    if req.cfg.backbone.name == AUTO_BACKBONE:  # rank `backbones` on the training images, fit the winner
+        from transfer.studies.rank_backbones import choose_backbone
+
+        req, chosen_backbone = choose_backbone(req)
     cfg, regimes = req.cfg, req.regimes
     setup = start(req, regimes[0])
     if cfg.study.probe_stages:
         check_stages(setup.first, list(cfg.study.probe_stages))
     task, make_backbone = setup.task, setup.make_backbone
     extra: dict = {"backbone": cfg.backbone.name}
+    if chosen_backbone is not None:
+        extra["backbone_auto"] = chosen_backbone
     if setup.source:
         extra["source"] = setup.source
     if regimes[0].name == "auto":  # measure on the training images only, then run the chosen regime

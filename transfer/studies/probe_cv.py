@@ -91,16 +91,23 @@ def frozen_features(req: FitRequest, test_too: bool = True) -> FrozenFeatures:
 def probe_cv(ff: FrozenFeatures, req: FitRequest) -> ProbeCV:
     """The L-BFGS probe cross-validated over `ff.images` (identical images in one fold); UserError when a class has
     fewer than two distinct images (no fold could both train and score it)."""
+    images = ff.images
+    return probe_cv_on(ff.features, images.labels, list(images.classes), pixel_digests(images.pixels), req)
+
+
+def probe_cv_on(
+    features: torch.Tensor, labels: torch.Tensor, classes: list[str], groups: list[str], req: FitRequest
+) -> ProbeCV:
+    """`probe_cv` on features (N x K x D), labels, class names and one group per image (identical images: one group)."""
     started = time.perf_counter()
-    images, classes = ff.images, list(ff.images.classes)
-    head = nn.Linear(int(ff.features.shape[-1]), len(classes))
+    head = nn.Linear(int(features.shape[-1]), len(classes))
     result = train_head(
         head,
-        ff.features,
-        images.labels,
+        features,
+        labels,
         replace(req.cfg, seed=req.seeds[0]),
         solver="lbfgs",
-        groups=pixel_digests(images.pixels),
+        groups=groups,
         class_names=classes,
         device=head_device(req.cfg),
     )
@@ -108,5 +115,5 @@ def probe_cv(ff: FrozenFeatures, req: FitRequest) -> ProbeCV:
     if probe is None or probe.oof_probs is None:
         reason = probe.notes[-1] if probe is not None and probe.notes else "no cross-validation was possible"
         raise UserError(f"data.root={req.cfg.data.root}: {reason}; add images so that every class has at least two.")
-    metrics = scored_metrics(probe.oof_probs, images.labels, classes)
+    metrics = scored_metrics(probe.oof_probs, labels, classes)
     return ProbeCV(probe.oof_probs, metrics, probe, time.perf_counter() - started)
