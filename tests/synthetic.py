@@ -46,3 +46,20 @@ def save_random_timm_weights(name: str, path: Path) -> Path:
     torch.manual_seed(0)
     save_file(timm.create_model(name).state_dict(), str(path))
     return path
+
+
+BRIGHTNESS = ("dark", "grey", "light")
+
+
+def write_brightness_folder(root: Path, n: int = 20, moves: tuple[tuple[str, str], ...] = (), seed: int = 0) -> Path:
+    """Classes any body separates, random weights included: noisy 32 x 32 squares at three grey levels (dark, grey,
+    light). `moves` files the first image of class a under class b as `was_<a>.png`, one (a, b) per wrong label."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(BRIGHTNESS):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = np.clip(50 + 75 * c + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name}_{i:03d}.png")
+    for a, b in moves:
+        (root / a / f"{a}_000.png").rename(root / b / f"was_{a}.png")
+    return root

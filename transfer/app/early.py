@@ -118,6 +118,8 @@ def check_before_run(cfg: Config) -> None:
         check_data_early(cfg.data)
     if cfg.command == "suggest":
         check_suggest_early(cfg)
+    if cfg.command == "rank-backbones" and not cfg.backbones:
+        raise UserError("command=rank-backbones needs the candidates: backbones=[resnet18,resnet50,...].")
     if cfg.command in TRAINS:
         if str(cfg.backbone.name) != AUTO_BACKBONE:  # each candidate's weights: checked as it is built
             check_weights_early(cfg)

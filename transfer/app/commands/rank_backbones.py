@@ -12,7 +12,6 @@ from transfer.app.commands.label_issues import for_folder
 from transfer.app.dispatch import output_dir, quiet_lightning
 from transfer.app.early import check_before_run
 from transfer.app.schema import Config
-from transfer.errors import UserError
 
 if TYPE_CHECKING:
     from transfer.studies.rank_backbones import Ranking
@@ -22,8 +21,6 @@ def rank_config(cfg: Config, out_dir: Path, quiet: bool = False) -> Ranking:
     """Check and rank (the library's `transfer.rank_backbones` comes here too)."""
     from transfer.app.commands.fit import fit_request
 
-    if not cfg.backbones:
-        raise UserError("command=rank-backbones needs the candidates: backbones=[resnet18,resnet50,...].")
     cfg = for_folder(cfg)
     check_before_run(cfg)
     quiet_lightning()
