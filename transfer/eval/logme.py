@@ -19,7 +19,8 @@ import numpy as np
 # Each update costs O(min(N, D)), so they run to convergence here.
 MAX_ITER = 10_000
 TOLERANCE = 1e-7  # relative change of alpha and beta that stops the updates
-EPSILON = 1e-5  # keeps the updates finite when a residual or the weights vanish (as in the reference code)
+EPSILON = 1e-5  # keeps the updates finite when a residual or the weights vanish (as in the reference code): where the
+# features explain nothing the evidence keeps rising as alpha grows, and alpha stops near gamma / EPSILON
 
 
 def class_evidence(u: np.ndarray, s: np.ndarray, y: np.ndarray, d: int) -> tuple[float, float, float]:
