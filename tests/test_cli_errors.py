@@ -64,10 +64,22 @@ def test_missing_weights_file(run_cli, tmp_path):
         (("optimizer=adam",), ("optimizer=adam", "adamw, sgd")),
         (("command=export", "model=m", "format=banana"), ("format='banana'", "onnx, torchscript")),
         (("-m", "head.lr=0.1,-2"), ("head.lr=-2", "> 0")),
+        (("command=label-issues", "data=folder", "data.root=nowhere"), ("data.root=nowhere", "no such folder")),
+        (("command=suggest",), ("command=suggest needs model=", "images=")),
+        (("command=suggest", "model=nowhere", "images=."), ("model=nowhere", "not a model dir")),
+        (("command=suggest", "n=0"), ("n=0", ">= 1")),
+        (("command=rank-backbones", "data=folder", "data.root=."), ("backbones=[", "needs the candidates")),
+        (("command=rank-backbones", "backbones=[]"), ("backbones=[]", "no candidates")),
+        (("command=rank-backbones", "backbones=[a]", "data=folder", "data.root=gone"), ("data.root=gone", "no such")),
     ],
 )
 def test_bad_values(run_cli, args, needles):
     check_one_clean_line(run_cli(*args), *needles)
+
+
+def test_an_unknown_backbone_in_the_candidates_is_named_with_the_close_names(run_cli):
+    proc = run_cli("command=rank-backbones", "backbones=[resnet18,resnt50]", "data=folder", "data.root=.")
+    check_one_clean_line(proc, "backbones[1]", "resnt50", "not a registered backbone", "resnet50")
 
 
 def test_debug_env_prints_the_chain_behind_the_one_line(run_cli):
