@@ -167,7 +167,14 @@ def rank_backbones(req: FitRequest, entries: list | None, write: bool = True) ->
         )
     for c in ok:
         if c.status == "ranked":
-            _probe(c, measured[c.label], req)
+            try:
+                _probe(c, measured[c.label], req)
+            except UserError as e:  # e.g. features identical for every image: this body cannot be ranked
+                c.status, c.reason = "skipped", f"its probe could not be fitted: {str(e).splitlines()[0]}"
+                print(f"  skipped: {c.reason}")
+    if not any(c.status == "ranked" for c in cands):
+        reasons = "; ".join(f"{c.label}: {c.reason}" for c in cands)
+        raise UserError(f"backbones: no candidate could be scored ({reasons}).")
     ranking = _ordered(cands, measured, req)
     if write:
         write_text_atomic(Path(req.out_dir) / JSON_NAME, json.dumps(ranking.to_dict(), indent=2) + "\n")
