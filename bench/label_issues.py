@@ -12,6 +12,7 @@ the rest (a photo the data set itself leaves in doubt is not a failure to find t
     python bench/label_issues.py                          # 5 seeds + the unflipped set: ~8 minutes on 2 CPU cores
     python bench/label_issues.py --seeds 0 1 --noise 0.1  # other seeds, 10% flipped
     python bench/label_issues.py --tiny                   # 12 photos per class, 1 seed, 3 folds: a smoke run
+    python bench/label_issues.py --probs probe            # the probabilities command=label-issues reads (one CV)
 
 Prints the unflipped set's suspects, one block per seed (a line per filter), then ONE JSON line.
 """
@@ -52,10 +53,21 @@ def flip_labels(labels: np.ndarray, num_classes: int, fraction: float, seed: int
     return noisy, flipped
 
 
-def out_of_fold_probs(features: torch.Tensor, labels: np.ndarray, num_classes: int, folds: int, seed: int):
+PROBS = ("nested", "probe")  # --probs: how the out-of-fold probabilities are made (out_of_fold_probs)
+VIEWS = {"both": [0, 1], "center": [0]}  # --views: the cached views the probe trains on (centre, mirrored)
+
+
+def out_of_fold_probs(
+    features: torch.Tensor, labels: np.ndarray, num_classes: int, folds: int, seed: int, how: str = "nested"
+):
     """N x K probabilities, each row from a probe fitted on the other folds (stratified by the GIVEN labels, as the
-    pipeline's cross-validation is); returns (probs, seconds)."""
+    pipeline's cross-validation is); returns (probs, seconds). `how="nested"`: a probe per outer fold, each with its
+    own inner CV for lambda (a fit's cross-validated headline); `how="probe"`: the one probe's own CV, its out-of-fold
+    probabilities at the lambda chosen on those folds (`ProbeResult.oof_probs`: what command=label-issues reads)."""
     start = time.perf_counter()
+    if how == "probe":
+        probe = fit_linear_probe(features, torch.as_tensor(labels), num_classes, folds=folds, seed=seed)
+        return probe.oof_probs.double().numpy(), time.perf_counter() - start
     probs = np.zeros((len(labels), num_classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, held in splitter.split(np.zeros(len(labels)), labels):
@@ -71,13 +83,13 @@ def precision_recall(found: list[int], flipped: np.ndarray) -> tuple[float, floa
     return precision, recall
 
 
-def score_seed(w, seed: int, noise: float, folds: int, suspects: set[int]) -> dict:
+def score_seed(w, seed: int, noise: float, folds: int, suspects: set[int], how: str = "nested") -> dict:
     """One seed: flip, cross-validate the probe, run every filter; precision / recall / count and ranking AUROCs.
     `suspects`: images flagged on the unflipped labels; a false flag among them is the data's own doubt, not noise."""
     y = w.train.labels.numpy()
     k = len(w.classes)
     noisy, flipped = flip_labels(y, k, noise, seed)
-    probs, seconds = out_of_fold_probs(w.train.features, noisy, k, folds, seed)
+    probs, seconds = out_of_fold_probs(w.train.features, noisy, k, folds, seed, how)
     row: dict = {"seed": seed, "flipped": len(flipped), "cv_seconds": seconds, "filters": {}, "ranking_auroc": {}}
     row["oof_accuracy_vs_true"] = float((probs.argmax(1) == y).mean())
     for filter_by in FILTERS:
@@ -113,10 +125,10 @@ def score_seed(w, seed: int, noise: float, folds: int, suspects: set[int]) -> di
     return row
 
 
-def score_clean(w, folds: int, seed: int) -> dict:
+def score_clean(w, folds: int, seed: int, how: str = "nested") -> dict:
     """The labels as given: how many images are flagged, and which."""
     y = w.train.labels.numpy()
-    probs, seconds = out_of_fold_probs(w.train.features, y, len(w.classes), folds, seed)
+    probs, seconds = out_of_fold_probs(w.train.features, y, len(w.classes), folds, seed, how)
     found = find_label_issues(y, probs, w.classes, w.train.names, filter_by=DEFAULT_FILTER)
     print(f"unflipped labels: {found.summary()} (out-of-fold probe accuracy {(probs.argmax(1) == y).mean():.3f})")
     for issue in found.issues:
@@ -159,6 +171,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--noise", type=float, default=0.05, help="fraction of the training labels flipped")
     ap.add_argument("--folds", type=int, default=5, help="outer folds for the out-of-fold probabilities")
+    ap.add_argument("--probs", choices=PROBS, default="nested", help="nested outer folds, or the probe's own CV")
+    ap.add_argument("--views", choices=list(VIEWS), default="both", help="cached views the probe trains on")
     ap.add_argument("--tiny", action="store_true", help="12 photos per class, the first seed, 3 folds: a smoke run")
     args = ap.parse_args()
     reason = missing_reason(args.data, args.backbones)
@@ -168,10 +182,11 @@ def main() -> None:
     seeds, folds = (args.seeds[:1], 3) if args.tiny else (args.seeds, args.folds)
     start = time.perf_counter()
     w = load_weather(args.data, args.backbones, args.cache_dir, per_class=12 if args.tiny else None)
+    w.train.features = w.train.features[:, VIEWS[args.views]]
     print(f"{w.describe} ({w.seconds:.1f} s); {args.noise:.0%} of train labels flipped per seed; {folds}-fold probe")
-    clean = score_clean(w, folds, seeds[0])
+    clean = score_clean(w, folds, seeds[0], args.probs)
     suspects = {row["index"] for row in clean["issues"]}
-    rows = [score_seed(w, seed, args.noise, folds, suspects) for seed in seeds]
+    rows = [score_seed(w, seed, args.noise, folds, suspects, args.probs) for seed in seeds]
     summary = summarise(rows)
     d = summary[DEFAULT_FILTER]
     print(
@@ -188,6 +203,7 @@ def main() -> None:
         "views": int(w.train.features.shape[1]),
         "noise": args.noise,
         "folds": folds,
+        "probs": args.probs,
         "seeds": seeds,
         "filter_by": DEFAULT_FILTER,
         "summary": summary,
