@@ -231,3 +231,17 @@ def test_rank_backbones_bench_tiny(tmp_path):
     for row in out["candidates"].values():
         assert 0 <= row["cv_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
     assert out["winner"] in out["candidates"] and any(ln.startswith("rank ") for ln in lines)
+
+
+def test_help_lists_the_three_commands():
+    from transfer.app.help import help_text
+    from transfer.app.schema import COMMANDS
+
+    text = help_text()
+    assert {"label-issues", "suggest", "rank-backbones"} <= set(COMMANDS)
+    for line in (
+        "  label-issues     images of data.root=",
+        "  suggest          which unlabelled images",
+        "  rank-backbones   rank backbones=[a,b,...]",
+    ):
+        assert line in text
