@@ -16,11 +16,11 @@ FORMAT = "transfer.features/1"  # bump to orphan every cache written by an older
 
 
 def library_versions() -> dict[str, str]:
-    import timm
+    from importlib.metadata import version  # timm's version without importing timm (a second of start-up)
 
     from transfer import __version__
 
-    return {"torch": torch.__version__, "timm": timm.__version__, "transfer": __version__}
+    return {"torch": torch.__version__, "timm": version("timm"), "transfer": __version__}
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:

@@ -35,7 +35,14 @@ from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
 from transfer.training.class_weights import class_weights
 from transfer.training.config import Regime, TrainConfig, TrainerConfig
-from transfer.training.device_setup import device_plan, prepare_module, quiet_worker_warning, restore_memory_format
+from transfer.training.device_defaults import cpu_threads_for
+from transfer.training.device_setup import (
+    cpu_threads,
+    device_plan,
+    prepare_module,
+    quiet_worker_warning,
+    restore_memory_format,
+)
 from transfer.training.head_engine import predict_head, train_head, uses_lbfgs
 from transfer.training.hyperrule import apply_hyperrule
 from transfer.training.lp_init import LP_EPOCHS, probe_head
@@ -252,15 +259,25 @@ def _fit_frozen(backbone, head, regime, train, select, val, cfg, out_dir, quiet,
 
 
 def _fit_end_to_end(backbone, head, regime, train, select, val, cfg, out_dir, quiet, run: RunOptions):
-    pre, augment = backbone.preprocessing, cfg.augment
-    if regime.lp_init and cfg.head.lp_init:
-        probe_head(backbone, head, train, select, cfg, head_device(cfg), run.lp_epochs)
-    module = transfer_module(backbone, head, regime, train, cfg, log_train_metrics=out_dir is not None or not quiet)
     trainer_args = {"max_epochs": cfg.trainer.max_epochs, **cfg.trainer.lightning_args()}
     trainer_args["compile"] = cfg.trainer.compile
     plan = device_plan(trainer_args, cfg.data.num_workers, backbone.name)  # precision, workers, channels_last, compile
     quiet_worker_warning(plan)
-    log.info("device: %s", plan.describe())
+    size = backbone.preprocessing.size
+    params = sum(p.numel() for p in [*backbone.parameters(), *head.parameters()])
+    threads = cpu_threads_for(params, size[0] * size[1], plan.device)
+    log.info("device: %s%s", plan.describe(), ", 1 CPU thread (a small model)" if threads == 1 else "")
+    with cpu_threads(threads):
+        if regime.lp_init and cfg.head.lp_init:
+            probe_head(backbone, head, train, select, cfg, head_device(cfg), run.lp_epochs)
+        logs = out_dir is not None or not quiet  # a logger or a progress bar reads the per-step train metrics
+        module = transfer_module(backbone, head, regime, train, cfg, log_train_metrics=logs)
+        return _fit_lightning(backbone, head, train, select, val, cfg, out_dir, quiet, run, module, plan)
+
+
+def _fit_lightning(backbone, head, train, select, val, cfg, out_dir, quiet, run: RunOptions, module, plan):
+    """The Lightning fit of `module` (the best epoch restored), then its probabilities on `val`."""
+    pre, augment = backbone.preprocessing, cfg.augment
     pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
     train_tf, eval_tf = build_train_transform(pre, augment, pca), build_eval_transform(pre)
     loop_val = select if select is not None else (val if run.validate_each_epoch else None)
