@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from transfer.eval.page import render_report, write_report
@@ -300,3 +301,38 @@ def test_duplicates_section_lists_pairs_under_its_summary_and_is_one_line_withou
     none = {"summary": "No duplicates among the 612 images.", "leakage": [], "label_conflicts": [], "warnings": []}
     page = render_report({"duplicates": none})
     assert '<section id="duplicates"><p>No duplicates among the 612 images.</p></section>' in page
+
+
+def test_the_mistake_count_is_every_wrong_answer_not_the_display_cap():
+    from transfer.eval.report_sections import GALLERY_SIZE, gallery_section
+
+    labels = torch.tensor([0] * 100)
+    preds = [1] * 62 + [0] * 38  # 62 wrong of 100
+    probs = torch.nn.functional.one_hot(torch.tensor(preds), 2).float() * 0.8 + 0.1
+    g = gallery_section(probs, labels, ["a", "b"], [f"{i}.png" for i in range(100)], torch.zeros(100, 1, 8, 8).byte())
+    assert len(g["mistakes"]) == GALLERY_SIZE == 24 and g["counts"] == {"mistakes": 62, "uncertain_correct": 38}
+    page = render_report({"gallery": g})
+    assert (
+        "Mistakes (24 of 62 shown)" in page and "Correct but uncertain (the 24 least confident of 38 correct)" in page
+    )
+    few = gallery_section(probs[:20], labels[:20], ["a", "b"], [f"{i}.png" for i in range(20)])
+    assert "Mistakes (20, all shown)" in render_report({"gallery": few})
+
+
+def test_the_calibration_legend_names_every_mark_the_diagram_draws(tmp_path):
+    from transfer.eval.page_parts import RELIABILITY_MARKS, reliability_svg
+
+    bins = full_data(tmp_path)["calibration"]["bins"]
+    drawn = set(re.findall(r'class="([a-z]+)"', reliability_svg(bins))) - {"chart", "frame", "grid"}
+    page = render_report({"calibration": full_data(tmp_path)["calibration"]})
+    legend = set(re.findall(r'<li data-mark="([a-z]+)">', page))
+    assert drawn == legend == {m[0] for m in RELIABILITY_MARKS}  # acc, gap (the orange bars), conf, ideal, cnt
+    assert "orange" in page
+
+
+def test_the_provenance_lines_sit_under_the_title():
+    page = render_report({"title": "t", "subtitle": "s", "provenance": ["weights: a <file> (sha256 ab)"]})
+    assert (
+        '<p class="subtitle">s</p><ul id="provenance" class="provenance"><li>weights: a &lt;file&gt; (sha256 ab)'
+        in page
+    )

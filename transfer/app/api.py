@@ -28,7 +28,7 @@ def _register_module_backbone(backbone: nn.Module) -> str:
     from transfer.backbones.registry import register_backbone
 
     body = backbone if isinstance(backbone, Backbone) else Backbone.from_module(backbone)
-    name = getattr(body, "name", None) or type(body).__name__.lower()
+    name = body.name if body.name not in (None, "", Backbone.name) else type(body).__name__.lower()
 
     @register_backbone(name, source="library", description=f"{type(body).__name__} passed to transfer.fit")
     def build(pretrained: bool = False, tag: str | None = None, **kwargs) -> Backbone:

@@ -196,8 +196,33 @@ def bars_html(items: Sequence[tuple[str, float, object, bool]]) -> str:
 # ---------------------------------------------------------------- charts (inline SVG)
 
 
+# What the reliability diagram draws, by CSS class (page.py's CSS gives each its colour): the legend lists every one
+RELIABILITY_MARKS = (
+    ("acc", "bar", "blue bar: accuracy of the images in each confidence bin"),
+    ("gap", "bar", "orange: the gap between accuracy and mean confidence (over-confident when the tick is above)"),
+    ("conf", "tick", "black tick: the bin's mean confidence"),
+    ("ideal", "line", "dashed line: perfect calibration"),
+    ("cnt", "bar", "grey strip: how many images fall in each bin"),
+)
+
+
+def reliability_legend() -> str:
+    """The diagram's legend: a swatch drawn with the same class as each mark, and what it means."""
+    shapes = {
+        "bar": '<rect x="1" y="3" width="16" height="10" class="{c}"/>',
+        "tick": '<line x1="1" y1="8" x2="17" y2="8" class="{c}"/>',
+        "line": '<line x1="1" y1="8" x2="17" y2="8" class="{c}"/>',
+    }
+    rows = "".join(
+        f'<li data-mark="{cls}"><svg class="chart" width="18" height="16" aria-hidden="true">'
+        f"{shapes[shape].format(c=cls)}</svg> {esc(text)}</li>"
+        for cls, shape, text in RELIABILITY_MARKS
+    )
+    return f'<ul class="legend">{rows}</ul>'
+
+
 def reliability_svg(bins: Sequence[dict], size: int = 300) -> str:
-    """A reliability diagram: accuracy per confidence bin as bars, the gap to confidence in red, the diagonal
+    """A reliability diagram: accuracy per confidence bin as bars, the gap to confidence in orange, the diagonal
     as the ideal, and the share of images per bin as a strip underneath."""
     pad, strip = 36, 40
     w, h = size + pad + 10, size + pad + strip + 14

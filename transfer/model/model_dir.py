@@ -61,6 +61,7 @@ def save_model_dir(
         "preprocessing": classifier.backbone.preprocessing.to_dict(),
         "head": dict(head),
         "rebuild": rebuild_info(classifier.backbone, backbone_name, head.get("name")),
+        "weights": getattr(classifier.backbone, "weights_source", None),  # where the body's start came from
         **(extra or {}),
     }
 
@@ -226,4 +227,5 @@ def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, di
             f"{key}={path}: {len(missing)} weights missing from {WEIGHTS} (e.g. {missing[0]}); file damaged?"
         )
     backbone.preprocessing = Preprocessing.from_dict(card["preprocessing"])
+    backbone.weights_source = card.get("weights")  # the rebuilt body's are the saved ones, not a random start
     return classifier.eval(), card
