@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from tests import browser
 from transfer.eval.page import render_report, write_report
 
 CLASSES = ["cat", "dog", "<script>alert(1)</script>", "bird"]
@@ -229,58 +229,27 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- real browser
 
 
-def _chromium() -> str | None:
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    return exe if Path(exe).exists() else None
-
-
-def _need_browser():
-    """The browser test skips on a laptop without Chromium / playwright, but CI (CI set) must run it."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "playwright is not installed (pip install playwright)"
-    else:
-        missing = None if _chromium() else "no chromium on PATH (apt-get install chromium)"
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"CI must run the browser test: {missing}")
-    if missing:
-        pytest.skip(missing)
-
-
 def test_missing_browser_skips_locally_but_fails_in_ci(monkeypatch):
-    monkeypatch.setitem(globals(), "_chromium", lambda: None)
+    monkeypatch.setattr(browser, "chromium", lambda: None)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the browser test: no chromium"):
-        _need_browser()
+        browser.need_browser()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no chromium on PATH"):
-        _need_browser()
+        browser.need_browser()
 
 
 @pytest.mark.slow  # ~7 s on 2 busy cores, mostly starting Chromium; CI runs the slow tests too
 def test_page_in_chromium(tmp_path):
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
     page_path = write_report(full_data(tmp_path), tmp_path / "report.html")
     shot = tmp_path / "report.png"
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri(), wait_until="load")
-            widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
-            headline = page.inner_text("#headline")
-            cells = page.locator("table.confusion td.cm").count()
-            rows = page.locator("table.confusion tbody tr").count()
-            overflow = page.evaluate("document.documentElement.scrollWidth")
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with browser.open_page(page_path) as (page, errors):
+        widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        headline = page.inner_text("#headline")
+        cells = page.locator("table.confusion td.cm").count()
+        rows = page.locator("table.confusion tbody tr").count()
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(shot), full_page=True)
     assert errors == []
     assert len(widths) == 10 and all(w > 0 for w in widths), widths
     assert "87.0%" in headline and "[81.0%, 92.0%]" in headline and "n = 153" in headline

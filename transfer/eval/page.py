@@ -113,7 +113,7 @@ figure{margin:0 0 16px}figure img.plot{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:13px;margin-top:4px}
 .noimg{display:inline-block;color:#b2182b;font-size:12px;padding:8px}
 .chart text{font-size:11px;fill:#444}.chart .frame{fill:none;stroke:#bbb}.chart .grid{stroke:#eee}
-.chart .acc{fill:#2166ac}.chart .gap{fill:rgba(239,138,98,.6)}.chart .conf{stroke:#111;stroke-width:2}
+.chart .acc{fill:#2166ac}.chart .gap{fill:#f5b8a1}.chart .conf{stroke:#111;stroke-width:2}
 .chart .cnt{fill:#999}
 .chart .ideal{stroke:#333;stroke-dasharray:4 3}.chart .curve{fill:none;stroke:#2166ac;stroke-width:2}
 .chart .whisk{stroke:#2166ac;stroke-width:1.5}.chart .pt{fill:#2166ac}
