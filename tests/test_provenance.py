@@ -123,7 +123,7 @@ def test_a_scratch_model_is_random_by_design_and_the_pretrained_regimes_start_is
         assert lines[0] == "weights: random initialisation of lenet5 (regime=scratch trains the body from scratch)"
         assert lines[1].startswith("weights of the pretrained regimes: a source model trained in this run")
         assert weights_warnings(report)[0].startswith("the chosen model (scratch) trained lenet5 from random")
-        assert "random initialisation" in page_title(report)
+        assert page_title(report) == "Training report: lenet5 trained from scratch (regime scratch)"
     else:
         assert lines == [f"weights: {provenance_line(source)}"] and weights_warnings(report) == []
         assert page_title(report) == "Training report: lenet5"

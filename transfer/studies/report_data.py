@@ -170,6 +170,8 @@ def page_title(report: dict) -> str:
     """'Training report: resnet50' names pretrained weights; a random body is said in the title itself."""
     name = report.get("backbone", "model")
     weights = report.get("weights") or {}
+    if is_random(weights) and weights.get("by_design"):  # regime=scratch won: no pretrained start was meant
+        return f"Training report: {name} trained from scratch (regime {(report.get('best') or {}).get('regime')})"
     if is_random(weights):
         return f"Training report: {name} from random initialisation (no pretrained weights)"
     if weights.get("kind") == "hub" and weights.get("tag") and "." not in str(name):

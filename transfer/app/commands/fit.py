@@ -190,4 +190,4 @@ def short_note(note: str) -> str:
         return "L2 at the weak end of the grid"
     if "strongest penalty" in note:
         return "L2 at the strong end of the grid"
-    return note.replace(" (stopped at its share of the budget)", ", cut at budget")
+    return note.replace(" (stopped at its share of the budget)", ", cut at budget").replace(" (set-up and scoring)", "")
