@@ -62,3 +62,14 @@ def test_auto_measures_every_regime_and_its_choice_is_reproducible(tmp_path):
     assert all("accuracy" in r for r in first["evidence"] if r["evidence"] == "candidate")
     assert first["chosen"] == second["chosen"]
     assert [r.get("accuracy") for r in first["evidence"]] == [r.get("accuracy") for r in second["evidence"]]
+
+
+def test_budget_notes_add_up_no_negative_seconds_and_an_overrun_is_stated():
+    from transfer.studies.auto import allowance_note, skipped_note
+
+    assert skipped_note(-6.2, -3.1) == "skipped: the budget was spent"
+    assert skipped_note(0.0, 0.0) == "skipped: the budget was spent"
+    assert skipped_note(7.0, 3.5) == "skipped: 4 s of the budget for it, under the 5 s a fine-tune needs"
+    assert allowance_note(18.0, 42.0) == "18 s allowed, took 42 s: 24 s over (set-up and scoring)"
+    assert allowance_note(40.0, 41.0) == "40 s allowed (stopped at its share of the budget)"  # within 10%: agree
+    assert allowance_note(40.0, 12.0) == "40 s allowed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import pytest
@@ -38,6 +39,16 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
     assert card["classes"] == ["5", "6", "7", "8", "9"] and card["backbone"] == "lenet5"
     assert card["preprocessing"]["input_size"] == [1, 32, 32]
     assert (tmp_path / "source_model" / "model.safetensors").is_file()
+    weights = card["weights"]  # the source model trained in this run, not "an earlier run's model dir"
+    assert (weights["kind"], weights["path"], weights["classes"]) == (
+        "source_model",
+        str(tmp_path / "source_model"),
+        [0, 1, 2, 3, 4],
+    )
+    assert (
+        weights["sha256"] == hashlib.sha256((tmp_path / "source_model" / "model.safetensors").read_bytes()).hexdigest()
+    )
+    assert report["weights"] == weights and "feature_cache" in report and not report["random_body"]
     assert {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()} == {"frozen-seed0", "full-seed0"}
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert (tmp_path / "regimes.png").stat().st_size > 1000

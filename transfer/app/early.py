@@ -84,6 +84,26 @@ def check_num_nodes(trainer: TrainerConfig) -> None:
         )
 
 
+def check_accelerator(trainer: TrainerConfig) -> None:
+    """A GPU asked for (trainer=ddp sets trainer.accelerator=gpu) on a machine without one: one line now, not
+    Lightning's MisconfigurationException after the first regimes have run. Loads torch only when a GPU is asked."""
+    accelerator = str(trainer.accelerator).lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    mps = (
+        accelerator == "gpu" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    )
+    if torch.cuda.is_available() or mps:
+        return
+    asked = "trainer=ddp" if str(trainer.strategy).startswith("ddp") else f"trainer.accelerator={trainer.accelerator}"
+    raise UserError(
+        f"{asked}: this machine has no GPU (torch finds no CUDA device), and {asked} trains on GPUs only; "
+        "use trainer=default (the CPU here), or trainer.accelerator=cpu."
+    )
+
+
 def check_data_early(data: DataConfig) -> None:
     """A missing image folder, in well under a second."""
     if data.kind == "folder":
@@ -111,9 +131,11 @@ TRAINS = ("fit", "features", "learning-curve", "lr-find")  # commands that build
 
 def check_before_run(cfg: Config) -> None:
     """Every mistake that needs no torch, before Hydra makes a run dir: the image folder, the weights file or the
-    network for hub weights, and a trainer asking for more nodes than a launcher started."""
+    network for hub weights, a trainer asking for more nodes than a launcher started, and (loading torch, only then)
+    a GPU asked for where there is none."""
     if cfg.command in (*TRAINS, "augment-preview"):
         check_data_early(cfg.data)
     if cfg.command in TRAINS:
         check_weights_early(cfg)
         check_num_nodes(cfg.trainer)
+        check_accelerator(cfg.trainer)
