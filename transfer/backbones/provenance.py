@@ -7,7 +7,8 @@ gives. `weights_provenance` describes one resolution of (name, pretrained, weigh
 - ``hub``: pretrained weights from timm's (Hugging Face) or torchvision's hub: ``name``, ``tag``, ``source``
 - ``file``: a local weights file: ``path``, ``sha256`` (of the file's bytes)
 - ``model_dir``: an earlier run's model dir (chain transfer): ``path``, ``sha256`` (of its model.safetensors)
-- ``source_model``: a source model trained in this run (the digits recipe): ``path``, ``sha256``, ``classes``,
+- ``source_model``: a source model trained in this run, or reused from the cache (``reused``: where), by the digits
+  recipe: ``path``, ``sha256``, ``classes``,
   ``accuracy`` (set by the study's start-up, which trained it)
 - ``module``: a module object handed to `transfer.fit`, used with the weights it holds: ``name``
 - ``builder``: a registered builder asked for its own pretrained weights (a plugin's): ``name``
@@ -103,8 +104,11 @@ def provenance_line(p: dict | None) -> str:
     if kind == "source_model":
         acc = f", held-out accuracy {p['accuracy']:.3f}" if isinstance(p.get("accuracy"), int | float) else ""
         classes = ", ".join(str(c) for c in p.get("classes") or [])
+        when = (
+            f"reused from the cache {p['reused']} (an earlier run, same settings)" if p.get("reused") else "in this run"
+        )
         return (
-            f"a source model trained in this run on {p.get('data', 'the source task')} [{classes}]{acc}: {p['path']} "
+            f"a source model trained {when} on {p.get('data', 'the source task')} [{classes}]{acc}: {p['path']} "
             f"(model.safetensors sha256 {p.get('sha256')})"
         )
     if kind == "module":

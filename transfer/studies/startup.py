@@ -136,6 +136,7 @@ def source_provenance(source: dict, src) -> dict:
         "data": "digits",
         "classes": list(src.classes),
         "accuracy": source["accuracy"],
+        "reused": source.get("reused"),
     }
 
 
