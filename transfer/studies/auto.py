@@ -162,7 +162,9 @@ def choose_regime(
         )
         seconds = time.perf_counter() - t
         correct[name] = fitted.val_probs.argmax(1) == y_va
-        evidence.append(_row("candidate", name, correct[name], seconds, allowance_note(share, seconds)))
+        evidence.append(
+            _row("candidate", name, correct[name], seconds, allowance_note(share, seconds), allowed_s=round(share, 2))
+        )
 
     chosen, reason = _decide(correct, len(inner_va))
     if set(correct) == {"frozen"}:
