@@ -104,13 +104,13 @@ def provenance_line(p: dict | None) -> str:
     if kind == "source_model":
         acc = f", held-out accuracy {p['accuracy']:.3f}" if isinstance(p.get("accuracy"), int | float) else ""
         classes = ", ".join(str(c) for c in p.get("classes") or [])
+        task = f"{p.get('data', 'the source task')} [{classes}]"
         when = (
-            f"reused from the cache {p['reused']} (an earlier run, same settings)" if p.get("reused") else "in this run"
+            f"trained on {task} by an earlier run with the same settings (reused from the cache {p['reused']})"
+            if p.get("reused")
+            else f"trained in this run on {task}"
         )
-        return (
-            f"a source model trained {when} on {p.get('data', 'the source task')} [{classes}]{acc}: {p['path']} "
-            f"(model.safetensors sha256 {p.get('sha256')})"
-        )
+        return f"a source model {when}{acc}: {p['path']} (model.safetensors sha256 {p.get('sha256')})"
     if kind == "module":
         return f"the {p['name']} module object passed to transfer.fit, with the weights it held"
     if kind == "builder":

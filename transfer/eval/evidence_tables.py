@@ -36,6 +36,13 @@ def auto_rows(auto: dict, note=lambda s: s) -> list[list[str]]:
     return rows
 
 
+def auto_scope(auto: dict) -> str:
+    """'605 images, 5-fold cross-validation, 2 repeats': what regime=auto's evidence covers."""
+    repeats = int(auto.get("repeats") or 1)
+    again = f", {repeats} repeats" if repeats > 1 else ""
+    return f"{auto.get('images', 0)} images, {auto.get('folds', 0)}-fold cross-validation{again}"
+
+
 def budget_text(auto: dict) -> str:
     """'41 s of a 60 s budget', or the overrun stated: '72 s, over its 60 s budget by 12 s'."""
     spent, budget = float(auto["seconds"]), float(auto["budget_s"])

@@ -18,7 +18,14 @@ import torch
 
 from transfer.backbones.provenance import is_random
 from transfer.data.labelled import LabelledImages
-from transfer.eval.evidence_tables import AUTO_COLUMNS, REGIME_COLUMNS, auto_rows, budget_text, regime_rows
+from transfer.eval.evidence_tables import (
+    AUTO_COLUMNS,
+    REGIME_COLUMNS,
+    auto_rows,
+    auto_scope,
+    budget_text,
+    regime_rows,
+)
 from transfer.eval.page import write_report
 from transfer.eval.report_sections import (
     calibration_section,
@@ -135,7 +142,7 @@ def _scored(ev: FitEvidence) -> tuple[list[int], torch.Tensor] | None:
 
 def _auto_evidence(auto: dict) -> dict:
     caption = (
-        f"regime=auto measured on the training images only ({auto['inner_val_images']} held out inside them), "
+        f"regime=auto measured on the training images only ({auto_scope(auto)}), "
         f"{budget_text(auto)}; chosen: {auto['chosen']}."
     )
     return {"columns": list(AUTO_COLUMNS), "rows": auto_rows(auto), "caption": caption, "verdicts": [auto["reason"]]}

@@ -171,10 +171,10 @@ def auto_table(auto: dict):
     """regime=auto's evidence as a rich table, with the choice and its reason in the caption."""
     from rich.table import Table
 
-    from transfer.eval.evidence_tables import AUTO_COLUMNS, auto_rows
+    from transfer.eval.evidence_tables import AUTO_COLUMNS, auto_rows, auto_scope
 
     table = Table(
-        title=f"regime=auto: evidence on the training images ({auto['inner_val_images']} held out inside them)",
+        title=f"regime=auto: evidence on the training images ({auto_scope(auto)})",
         caption=f"chosen: {auto['chosen']} - {auto['reason']}",
     )
     for col in AUTO_COLUMNS:
