@@ -131,6 +131,8 @@ def provenance_lines(report: dict) -> list[str]:
     lines = [f"weights: {provenance_line(report.get('weights'))}"]
     if report.get("other_weights"):
         lines.append(f"weights of the pretrained regimes: {provenance_line(report['other_weights'])}")
+    if best.get("norm") and not str(best["norm"]).startswith("norm none"):
+        lines.append(f"batchnorm: {str(best['norm']).removeprefix('norm ')}")
     fc = report.get("feature_cache")
     if fc:
         which = f" ({fc['regime']}, seed {fc['seed']})" if "regime" in fc else ""

@@ -53,10 +53,12 @@ class RunResult:
     probs: torch.Tensor | None = field(default=None, repr=False)  # N_eval x num_classes softmax on eval_idx
     weights: dict | None = None  # where the body's weights came from (backbones/provenance.py)
     feature_cache: dict | None = None  # frozen runs: FeatureCache.key_record of the features the head trained on
+    norm: str = ""  # fine-tunes: the BatchNorm statistics used and why (training/norm_policy.py)
 
     def summary(self) -> dict:
         """What metrics.json keeps of a run (no indices, no probabilities)."""
         keep = ("regime", "seed", "metrics", "seconds", "trainable_params", "model_dir", "weights", "feature_cache")
+        keep += ("norm",)
         return {k: getattr(self, k) for k in keep}
 
 
@@ -158,6 +160,7 @@ def run_study(
                             "epoch": fitted.best_epoch,  # 0-based, the epoch whose weights these are; None: the last
                             "selected_by": fitted.selected_by,  # why: e.g. "val/acc on 20% of train (inner split) ..."
                             "feature_cache": features,  # frozen: where the features the head trained on are
+                            "norm": fitted.norm,  # fine-tunes: which BatchNorm statistics, and why
                         },
                     )
                     probs = fitted.val_probs
@@ -172,6 +175,7 @@ def run_study(
                             "probs_dtype": str(probs.dtype).removeprefix("torch.") if probs is not None else None,
                             "weights": weights,
                             "feature_cache": features,
+                            "norm": fitted.norm,
                         },
                     )
                     discard_checkpoints(ckpt_dir)
@@ -187,6 +191,7 @@ def run_study(
                     fitted.val_probs,
                     weights,
                     features,
+                    fitted.norm,
                 )
                 result.runs.append(run)
                 if on_run and is_rank_zero():
@@ -229,6 +234,7 @@ def run_from_record(record: dict, regime: str, seed: int, mdir: Path, train_idx,
         probs,
         record.get("weights"),
         record.get("feature_cache"),
+        record.get("norm", ""),
     )
 
 
@@ -290,7 +296,13 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
     best = result.best
     report = {
         "table": table,
-        "best": {"regime": best.regime, "seed": best.seed, "model_dir": result.best_model_dir, **best.metrics},
+        "best": {
+            "regime": best.regime,
+            "seed": best.seed,
+            "model_dir": result.best_model_dir,
+            "norm": best.norm,
+            **best.metrics,
+        },
         "runs": [r.summary() for r in result.runs],
         **extra,
     }

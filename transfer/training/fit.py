@@ -33,6 +33,7 @@ from transfer.eval.scoring import write_rows_csv
 from transfer.features.cache import FeatureCache
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
+from transfer.training import norm_policy
 from transfer.training.class_weights import class_weights
 from transfer.training.config import Regime, TrainConfig, TrainerConfig
 from transfer.training.device_defaults import cpu_threads_for
@@ -79,6 +80,7 @@ class FitOutcome:
     trainable_params: int
     best_epoch: int | None = None  # the epoch whose weights were kept (0-based); None: the last one
     selected_by: str = "last epoch"  # e.g. "val/acc on 20% of train (inner split), patience 10"
+    norm: str = ""  # fine-tunes: the BatchNorm statistics used and why (norm_policy.NormDecision.describe)
 
 
 def make_trainer(
@@ -198,6 +200,13 @@ def fit_classifier(
         cfg, schedule = apply_hyperrule(cfg, len(fit_part))
         if schedule:
             log.info("%s: %s", regime.name, schedule)
+    norm = ""
+    if not regime.body_frozen:
+        decision = norm_policy.decide(regime.norm, backbone, fit_part, build_eval_transform(backbone.preprocessing))
+        if decision.policy == "adapt":
+            norm_policy.adapt(backbone, fit_part, build_eval_transform(backbone.preprocessing))
+        norm = decision.describe()
+        log.info("%s: %s", regime.name, norm)
     fitter = _fit_frozen if regime.body_frozen else _fit_end_to_end
     probs, best_epoch, selected_by = fitter(backbone, head, regime, fit_part, select, val, cfg, out_dir, quiet, run)
     if select is not None:
@@ -206,15 +215,15 @@ def fit_classifier(
         selected_by = where
     if schedule:
         selected_by += f"; schedule {schedule}"
-    return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by)
+    return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by, norm)
 
 
-def _outcome(backbone, head, regime, probs, seconds, best_epoch, selected_by) -> FitOutcome:
+def _outcome(backbone, head, regime, probs, seconds, best_epoch, selected_by, norm="") -> FitOutcome:
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
     if not regime.body_frozen:
         trainable += backbone.num_trainable()
     classifier = Classifier(backbone.cpu(), head.cpu()).eval()
-    return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by)
+    return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by, norm)
 
 
 def _frozen_cache(backbone, cfg: TrainConfig, quiet: bool) -> FeatureCache:
