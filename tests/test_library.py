@@ -47,7 +47,7 @@ register_backbone(PLUGIN, description="a test plugin")(lambda pretrained=False, 
 
 
 class SmallCNN(nn.Module):
-    """A user's own module handed to transfer.fit (the README's MyCNN)."""
+    """A user's own module handed to transfer.fit (the MyCNN of docs/backbones.md)."""
 
     def __init__(self) -> None:
         super().__init__()
