@@ -81,8 +81,8 @@ def test_folder_fit_end_to_end_regimes_learn(tmp_path, name, frozen):
     assert best["accuracy"] >= 0.75  # chance is 1/3
     card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
     assert card["classes"] == ["misty", "neither", "tigger"]
-    assert card["epoch"] is None  # 9 training images per class: an inner split of 2 each cannot choose an epoch
-    assert card["selected_by"].startswith("last epoch of the schedule: an inner split would hold 2 image(s)")
+    assert card["epoch"] is None  # trainer.monitor=none, the default: every image trains, the schedule's last epoch
+    assert card["selected_by"] == "last epoch of the schedule, every training image trained on (trainer.monitor=none)"
     scan = json.loads((tmp_path / "run" / "scan_report.json").read_text())
     assert len(scan["samples"]) == 36
 

@@ -1,6 +1,8 @@
 """Train one classifier under one regime: the frozen regime on precomputed features, the others end to end.
 
-Every fit keeps its best epoch, not its last: `trainer.monitor` (val/acc by default) is scored each epoch on a
+By default a fit trains on every training image and keeps the schedule's last epoch (`trainer.monitor=none`): on a
+few hundred images a held-out fifth chose noisy epochs and cost points (docs/benchmarks.md). With
+`trainer.monitor=val/acc` (or val/loss) a fit keeps its best epoch instead: the monitor is scored each epoch on a
 selection split, training stops after `patience` epochs without improvement, and the best epoch's weights are what
 the fit returns (and the model dir saves). The selection split is carved from `train` (stratified, 20% of each
 class, at least one image per class; `trainer.select_on=inner`, the default) because `val` is what callers report:
@@ -151,7 +153,7 @@ def selection_split(
 ) -> tuple[LabelledImages, LabelledImages | None, str]:
     """(images to fit, images that choose the epoch or None, where they come from) as the module docstring says."""
     if not cfg.trainer.selects:
-        return train, None, ""
+        return train, None, "last epoch of the schedule, every training image trained on (trainer.monitor=none)"
     if cfg.trainer.select_on == "val":
         if val is not None and len(val):
             return train, val, "val"
