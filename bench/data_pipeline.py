@@ -56,13 +56,11 @@ def write_photos(root: Path, n: int, size: tuple[int, int] = (800, 600), classes
 
 
 def pil_transform(preset: str, pca) -> object:
-    """The same preset, on PIL images: v2 transforms accept PIL; ToImage at the front of the float steps."""
+    """The same preset's transforms after decoding each PIL image to a uint8 tensor (the crop and flip are the
+    package's one crop-and-flip, which works on tensors)."""
     from torchvision.transforms import v2
 
-    tensor_tf = build_train_transform(PRE, load_preset(preset), pca)
-    steps = list(tensor_tf.transforms)
-    cut = next(i for i, t in enumerate(steps) if isinstance(t, v2.ToDtype))
-    return v2.Compose([*steps[:cut], v2.PILToTensor(), *steps[cut:]])
+    return v2.Compose([v2.PILToTensor(), *build_train_transform(PRE, load_preset(preset), pca).transforms])
 
 
 def time_epoch(loader: DataLoader) -> float:

@@ -1,4 +1,5 @@
-"""regime=auto: evidence on the training images, a reproducible choice, the budget respected and said."""
+"""regime=auto: k-fold evidence on the training images, a fine-tune chosen only when it beats frozen, the budget
+respected and said."""
 
 from __future__ import annotations
 
@@ -7,24 +8,34 @@ import torch
 
 from tests.requests import fit_request
 from tests.synthetic import write_image_folder
-from transfer.studies.auto import _decide
+from transfer.studies.auto import decide, mcnemar_exact_counts
 from transfer.studies.fit import run_fit
 
 
-def test_the_most_accurate_wins_ties_go_cheaper_and_the_paired_test_is_said():
+def test_a_fine_tune_is_chosen_only_when_it_beats_frozen_and_ties_go_cheaper():
     frozen = torch.tensor([True] * 8 + [False] * 2)
     full = torch.tensor([True] * 9 + [False] * 1)
-    chosen, reason = _decide({"frozen": frozen, "full": full}, 10)
-    assert chosen == "full" and "no detectable difference" in reason and "not significant" in reason
-    chosen, _ = _decide({"frozen": frozen, "partial": frozen.clone(), "full": frozen.clone()}, 10)
+    chosen, reason = decide({"frozen": frozen, "full": full})
+    assert chosen == "frozen" and reason.startswith("full and frozen cannot be told apart: 0.900 vs frozen 0.800")
+    assert "McNemar p = 1" in reason and "frozen, as good and far cheaper" in reason
+    chosen, _ = decide({"frozen": frozen, "partial": frozen.clone(), "full": frozen.clone()})
     assert chosen == "frozen"
-    full_big = torch.tensor([True] * 100)
-    frozen_big = torch.tensor([True] * 60 + [False] * 40)
-    chosen, reason = _decide({"frozen": frozen_big, "full": full_big}, 100)
-    assert chosen == "full" and "full beats frozen, p" in reason and "not significant" not in reason
+    full_big, frozen_big = torch.tensor([True] * 100), torch.tensor([True] * 60 + [False] * 40)
+    chosen, reason = decide({"frozen": frozen_big, "full": full_big})
+    assert chosen == "full" and reason.startswith("full beats frozen: 1.000 vs frozen 0.600 over 100 training images")
+    assert "40 images better, 0 worse" in reason
 
 
-def test_a_budget_too_small_for_a_fine_tune_gives_frozen_and_says_so(tmp_path):
+def test_repeats_do_not_count_the_same_images_twice_as_evidence():
+    """Two repeats of 100 images: the discordant counts are averaged, so the test sees 100 images, not 200."""
+    frozen = torch.tensor(([True] * 94 + [False] * 6) * 2)
+    partial = torch.tensor(([True] * 100) * 2)
+    chosen, reason = decide({"frozen": frozen, "partial": partial}, repeats=2)
+    assert chosen == "partial" and "over 100 training images" in reason and "6 images better, 0 worse" in reason
+    assert mcnemar_exact_counts(6, 0) == pytest.approx(2 / 2**6)
+
+
+def test_a_budget_too_small_for_a_fine_tune_gives_frozen_and_says_why(tmp_path):
     root = write_image_folder(tmp_path / "data", n=10)
     req = fit_request(
         tmp_path / "run",
@@ -37,28 +48,33 @@ def test_a_budget_too_small_for_a_fine_tune_gives_frozen_and_says_so(tmp_path):
     )
     report = run_fit(req)
     auto = report["auto"]
-    assert auto["chosen"] == "frozen" and "left no time for a fine-tune" in auto["reason"]
-    skipped = [r for r in auto["evidence"] if r["regime"] in ("partial", "full")]
-    assert len(skipped) == 2 and all(r["note"].startswith("skipped") for r in skipped)
+    assert auto["chosen"] == "frozen" and auto["reason"].startswith(
+        "no fine-tune could be measured within auto.budget_s=1"
+    )
+    fine = [r for r in auto["evidence"] if r["regime"] in ("partial", "full")]
+    assert len(fine) == 2 and all(r["note"].startswith(("not started", "skipped")) for r in fine)
+    assert all("accuracy" not in r for r in fine)
     assert report["best"]["regime"] == "frozen"
-    assert any(r["evidence"].startswith("linear probe, penultimate") for r in auto["evidence"])
+    assert auto["images"] == 24 and auto["folds"] >= 2  # write_image_folder: 3 classes x 10, 20% held out as val
 
 
 @pytest.mark.slow
-def test_auto_measures_every_regime_and_its_choice_is_reproducible(tmp_path):
+def test_auto_cross_validates_every_regime_on_the_same_folds_and_its_choice_is_reproducible(tmp_path):
     root = write_image_folder(tmp_path / "data", n=12)
     args = (
         "data=folder",
         f"data.root={root}",
         "regime=auto",
-        "auto.budget_s=60",
+        "auto.budget_s=120",
         "augment=none",
         "trainer.max_epochs=4",
     )
     first = run_fit(fit_request(tmp_path / "a", *args))["auto"]
     second = run_fit(fit_request(tmp_path / "b", *args))["auto"]
-    regimes = [r["regime"] for r in first["evidence"] if r["evidence"] == "candidate"]
-    assert regimes == ["frozen", "partial", "full"]
-    assert all("accuracy" in r for r in first["evidence"] if r["evidence"] == "candidate")
+    rows = [r for r in first["evidence"] if r["evidence"] == "candidate"]
+    assert [r["regime"] for r in rows] == ["frozen", "partial", "full"]
+    assert all(r.get("n") == first["images"] * first["repeats"] for r in rows)  # every image predicted each repeat
     assert first["chosen"] == second["chosen"]
     assert [r.get("accuracy") for r in first["evidence"]] == [r.get("accuracy") for r in second["evidence"]]
+    spent = [r["seconds"] / r["allowed_s"] for r in rows if r.get("allowed_s")]
+    assert all(s <= 1.1 for s in spent)  # every fine-tune within 10% of its allowance

@@ -55,7 +55,7 @@ def test_missing_weights_file(run_cli, tmp_path):
         (("study.regimes=[frozen,sideways]",), ("study.regimes", "sideways", "partial")),
         (("+head.lrr=3",), ("head.lrr: unknown key", "lr", "weight_decay")),
         (("+trainer.max_epoch=3",), ("trainer.max_epoch: unknown key", "max_epochs")),
-        (("trainer.max_epochs=abc",), ("trainer.max_epochs=abc", "expected int")),
+        (("trainer.max_epochs=abc",), ("trainer.max_epochs=abc", "expected a whole number")),
         (("trainer.max_epochs=0",), ("trainer.max_epochs=0", ">= 1")),
         (("head.lr=-1",), ("head.lr=-1", "> 0")),
         (("data.batch_size=0",), ("data.batch_size=0", ">= 1")),

@@ -82,7 +82,8 @@ def test_study_eval_split_never_chooses_the_epoch():
     task = load_digits_task([0, 1, 2], 30, lenet().preprocessing)  # 6 images per class in the inner split
     train_idx, test_idx = task.split(0)
     train, test = task.images.subset(train_idx), task.images.subset(test_idx)
-    fit_part, select, where = selection_split(train, test, TrainConfig())
+    assert selection_split(train, test, TrainConfig())[1] is None  # the default: every image trains, the last epoch
+    fit_part, select, where = selection_split(train, test, TrainConfig(trainer=TrainerConfig(monitor="val/acc")))
     assert where == "20% of train (inner split)"
     assert len(fit_part) + len(select) == len(train) and set(select.names) <= set(train.names)
     assert not set(select.names) & set(test.names)
@@ -131,6 +132,6 @@ def test_lightning_fit_returns_the_best_epochs_weights(tmp_path):
 
 def test_too_few_images_per_class_keep_the_last_epoch_and_say_why():
     train, test = _digits()  # 10 per class: an inner split would hold 2 of each
-    fit_part, select, where = selection_split(train, test, TrainConfig())
+    fit_part, select, where = selection_split(train, test, TrainConfig(trainer=TrainerConfig(monitor="val/acc")))
     assert select is None and len(fit_part) == len(train)
     assert where.startswith("last epoch of the schedule: an inner split would hold 2 image(s)")

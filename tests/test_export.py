@@ -131,7 +131,7 @@ def test_lenet_torchscript_matches_pytorch_and_carries_metadata(lenet, tmp_path)
 
 
 def test_readme_snippet_predicts_like_predict_files(lenet, monkeypatch, capsys) -> None:
-    """docs/snippets/onnx_predict.py (quoted verbatim by the README) on an exported model: same class, same p."""
+    """docs/snippets/onnx_predict.py (quoted verbatim by docs/export.md) on an exported model: same class, same p."""
     _, onnx_path, files = lenet
     rows = predict_files(onnx_path.parent, files[2])
     monkeypatch.setattr(sys, "argv", [str(SNIPPET), str(onnx_path), str(files[2])])

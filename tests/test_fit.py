@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import pytest
@@ -38,6 +39,16 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
     assert card["classes"] == ["5", "6", "7", "8", "9"] and card["backbone"] == "lenet5"
     assert card["preprocessing"]["input_size"] == [1, 32, 32]
     assert (tmp_path / "source_model" / "model.safetensors").is_file()
+    weights = card["weights"]  # the source model trained in this run, not "an earlier run's model dir"
+    assert (weights["kind"], weights["path"], weights["classes"]) == (
+        "source_model",
+        str(tmp_path / "source_model"),
+        [0, 1, 2, 3, 4],
+    )
+    assert (
+        weights["sha256"] == hashlib.sha256((tmp_path / "source_model" / "model.safetensors").read_bytes()).hexdigest()
+    )
+    assert report["weights"] == weights and "feature_cache" in report and not report["random_body"]
     assert {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()} == {"frozen-seed0", "full-seed0"}
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert (tmp_path / "regimes.png").stat().st_size > 1000
@@ -70,8 +81,8 @@ def test_folder_fit_end_to_end_regimes_learn(tmp_path, name, frozen):
     assert best["accuracy"] >= 0.75  # chance is 1/3
     card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
     assert card["classes"] == ["misty", "neither", "tigger"]
-    assert card["epoch"] is None  # 9 training images per class: an inner split of 2 each cannot choose an epoch
-    assert card["selected_by"].startswith("last epoch of the schedule: an inner split would hold 2 image(s)")
+    assert card["epoch"] is None  # trainer.monitor=none, the default: every image trains, the schedule's last epoch
+    assert card["selected_by"] == "last epoch of the schedule, every training image trained on (trainer.monitor=none)"
     scan = json.loads((tmp_path / "run" / "scan_report.json").read_text())
     assert len(scan["samples"]) == 36
 

@@ -190,3 +190,7 @@ def test_learning_curve_engine_scores_nested_parts_on_the_same_images(tmp_path):
     assert result["sentence"].startswith(("Doubling", "The learning curve", "Accuracy did not rise"))
     written = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"learning_curve.json", "learning_curve.png", "report.html"} <= written
+    assert result["weights"]["kind"] == "random"  # lenet5 with no weights: the page says so in its title and warnings
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<h1>Learning curve: lenet5 from random initialisation (frozen)</h1>" in page
+    assert "<li>random weights: lenet5 was not pretrained" in page

@@ -167,3 +167,26 @@ def test_the_gpu_fit_matches_the_cpu_fit() -> None:
     gpu = fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-2], folds=3, device="cuda")
     assert gpu.linear.weight.device.type == "cpu" and gpu.l2 == cpu.l2
     assert torch.allclose(gpu.linear.weight, cpu.linear.weight, atol=1e-4)
+
+
+def test_views_auto_keeps_the_mirror_rows_only_when_cross_validation_says_they_help():
+    """features.views=auto: the head engine compares the probe on the centre view alone and on every view."""
+    from dataclasses import replace
+
+    from transfer.features.config import FeatureConfig
+    from transfer.training.config import TrainConfig
+    from transfer.training.head_engine import train_head
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    centre = torch.randn(40, 6, generator=gen) + labels[:, None] * 1.0
+    cfg = replace(TrainConfig(), features=FeatureConfig(views="auto"))
+    noise = torch.stack([centre, torch.randn(40, 6, generator=gen) * 3], 1)  # a second "view" that is pure noise
+    result = train_head(torch.nn.Linear(6, 2), noise, labels, cfg)
+    assert result.views.startswith("features.views=auto: the centre view alone (CV ")
+    assert result.probe is not None and result.selected_by.endswith(result.views)
+    helpful = torch.stack([centre, centre + torch.randn(40, 6, generator=gen) * 0.3], 1)  # another look, as a flip
+    result = train_head(torch.nn.Linear(6, 2), helpful, labels, cfg)
+    assert result.views.startswith("features.views=auto: ")
+    one = replace(cfg, features=FeatureConfig(views="1"))
+    assert train_head(torch.nn.Linear(6, 2), noise, labels, one).views == ""  # views=1: no choice made

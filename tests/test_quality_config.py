@@ -36,7 +36,7 @@ def test_quality_keys_reach_the_train_config(tmp_path):
 
 def test_defaults_are_the_good_ones(tmp_path):
     t = fit_request(tmp_path).cfg
-    assert (t.trainer.monitor, t.trainer.patience, t.head.class_weights) == ("val/acc", 10, "auto")
+    assert (t.trainer.monitor, t.trainer.patience, t.head.class_weights) == ("none", 10, "auto")
     assert t.scheduler.warmup_epochs == 0.1
 
 

@@ -37,3 +37,16 @@ def test_evaluate_writes_predictions_intervals_baseline_and_the_page(tmp_path):
     assert {"recall_ci95", "precision_ci95"} <= set(saved["per_class"]["tigger"])
     page = (tmp_path / "out" / "report.html").read_text()
     assert 'id="headline"' in page and 'id="gallery"' in page and 'id="calibration"' in page
+
+
+def test_a_folder_without_split_folders_is_scored_as_plain_accuracy(tmp_path):
+    torch.manual_seed(0)
+    backbone = create_backbone("lenet5")
+    clf = Classifier(backbone, create_head("softmax", backbone.num_features, 3))
+    model = save_model_dir(tmp_path / "m", clf, "lenet5", CLASSES, {"name": "softmax"})
+    write_image_folder(tmp_path / "data", n=2)
+    m = evaluate_folder(model, tmp_path / "data", tmp_path / "out")
+    assert m["split"] == "all" and m["headline"]["name"] == "accuracy"  # not "all accuracy" (the page shouts it)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<div class="hl-name">accuracy</div>' in page and "all accuracy" not in page
+    assert "<li>weights of m: random initialisation of lenet5" in page  # the card says where the body started

@@ -209,3 +209,41 @@ def test_a_frozen_fit_without_test_folder_writes_predictions_and_a_labelled_head
     printed = capsys.readouterr().out
     assert "headline: val accuracy, used to select: optimistic" in printed and "6 images" in printed
     assert f"report:  {out / 'report.html'}" in printed
+
+
+def test_a_held_out_split_named_test_never_says_there_is_no_test_folder():
+    best = {"regime": "frozen", "seed": 0, "accuracy": 0.8, "accuracy_ci95": [0.7, 0.9], "n": 40}
+    for n_runs in (1, 4):  # train/ + test/ folders (or the digits' test images): the held-out split is the test set
+        assert "no test/ folder" not in make_headline(best, None, "test", n_runs)["source"]
+        assert make_headline(best, None, "val", n_runs)["source"].endswith("; no test/ folder")
+
+
+def test_the_evidence_tables_print_the_terminals_strings_on_the_page():
+    from transfer.eval.evidence_tables import auto_rows, budget_text, regime_rows
+
+    table = {
+        "frozen": {
+            "accuracy_mean": 0.71523,
+            "accuracy_std": 0.009554,
+            "f1_macro_mean": 0.70111,
+            "seeds": [0, 1, 2],
+            "trainable_params": 58709,
+            "seconds_per_run": 1.234,
+        }
+    }
+    assert regime_rows(table) == [["frozen", "0.715 ± 0.010", "0.701", "3", "58,709", "1.2"]]
+    auto = {"seconds": 72.4, "budget_s": 60.0, "evidence": []}
+    auto["evidence"] = [
+        {
+            "evidence": "linear probe, penultimate layer",
+            "regime": None,
+            "seconds": 0.61,
+            "cv_accuracy": 0.7152,
+            "folds": 5,
+        },
+        {"evidence": "candidate", "regime": "full", "seconds": 42.0, "accuracy": 0.8, "accuracy_ci95": [0.7, 0.9]},
+    ]
+    rows = auto_rows(auto)
+    assert rows[0][2:5] == ["", "0.715 (5-fold)", "0.6"] and rows[1][2] == "0.800 (0.700-0.900)"
+    assert budget_text(auto) == "72 s, over its 60 s budget by 12 s"
+    assert budget_text({**auto, "seconds": 58.0}) == "58 s of a 60 s budget"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
+from tests import browser
 from transfer.eval.page import render_report, write_report
 
 CLASSES = ["cat", "dog", "<script>alert(1)</script>", "bird"]
@@ -228,58 +229,27 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- real browser
 
 
-def _chromium() -> str | None:
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    return exe if Path(exe).exists() else None
-
-
-def _need_browser():
-    """The browser test skips on a laptop without Chromium / playwright, but CI (CI set) must run it."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "playwright is not installed (pip install playwright)"
-    else:
-        missing = None if _chromium() else "no chromium on PATH (apt-get install chromium)"
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"CI must run the browser test: {missing}")
-    if missing:
-        pytest.skip(missing)
-
-
 def test_missing_browser_skips_locally_but_fails_in_ci(monkeypatch):
-    monkeypatch.setitem(globals(), "_chromium", lambda: None)
+    monkeypatch.setattr(browser, "chromium", lambda: None)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the browser test: no chromium"):
-        _need_browser()
+        browser.need_browser()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no chromium on PATH"):
-        _need_browser()
+        browser.need_browser()
 
 
 @pytest.mark.slow  # ~7 s on 2 busy cores, mostly starting Chromium; CI runs the slow tests too
 def test_page_in_chromium(tmp_path):
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
     page_path = write_report(full_data(tmp_path), tmp_path / "report.html")
     shot = tmp_path / "report.png"
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri(), wait_until="load")
-            widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
-            headline = page.inner_text("#headline")
-            cells = page.locator("table.confusion td.cm").count()
-            rows = page.locator("table.confusion tbody tr").count()
-            overflow = page.evaluate("document.documentElement.scrollWidth")
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with browser.open_page(page_path) as (page, errors):
+        widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        headline = page.inner_text("#headline")
+        cells = page.locator("table.confusion td.cm").count()
+        rows = page.locator("table.confusion tbody tr").count()
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(shot), full_page=True)
     assert errors == []
     assert len(widths) == 10 and all(w > 0 for w in widths), widths
     assert "87.0%" in headline and "[81.0%, 92.0%]" in headline and "n = 153" in headline
@@ -300,3 +270,38 @@ def test_duplicates_section_lists_pairs_under_its_summary_and_is_one_line_withou
     none = {"summary": "No duplicates among the 612 images.", "leakage": [], "label_conflicts": [], "warnings": []}
     page = render_report({"duplicates": none})
     assert '<section id="duplicates"><p>No duplicates among the 612 images.</p></section>' in page
+
+
+def test_the_mistake_count_is_every_wrong_answer_not_the_display_cap():
+    from transfer.eval.report_sections import GALLERY_SIZE, gallery_section
+
+    labels = torch.tensor([0] * 100)
+    preds = [1] * 62 + [0] * 38  # 62 wrong of 100
+    probs = torch.nn.functional.one_hot(torch.tensor(preds), 2).float() * 0.8 + 0.1
+    g = gallery_section(probs, labels, ["a", "b"], [f"{i}.png" for i in range(100)], torch.zeros(100, 1, 8, 8).byte())
+    assert len(g["mistakes"]) == GALLERY_SIZE == 24 and g["counts"] == {"mistakes": 62, "uncertain_correct": 38}
+    page = render_report({"gallery": g})
+    assert (
+        "Mistakes (24 of 62 shown)" in page and "Correct but uncertain (the 24 least confident of 38 correct)" in page
+    )
+    few = gallery_section(probs[:20], labels[:20], ["a", "b"], [f"{i}.png" for i in range(20)])
+    assert "Mistakes (20, all shown)" in render_report({"gallery": few})
+
+
+def test_the_calibration_legend_names_every_mark_the_diagram_draws(tmp_path):
+    from transfer.eval.page_parts import RELIABILITY_MARKS, reliability_svg
+
+    bins = full_data(tmp_path)["calibration"]["bins"]
+    drawn = set(re.findall(r'class="([a-z]+)"', reliability_svg(bins))) - {"chart", "frame", "grid"}
+    page = render_report({"calibration": full_data(tmp_path)["calibration"]})
+    legend = set(re.findall(r'<li data-mark="([a-z]+)">', page))
+    assert drawn == legend == {m[0] for m in RELIABILITY_MARKS}  # acc, gap (the orange bars), conf, ideal, cnt
+    assert "orange" in page
+
+
+def test_the_provenance_lines_sit_under_the_title():
+    page = render_report({"title": "t", "subtitle": "s", "provenance": ["weights: a <file> (sha256 ab)"]})
+    assert (
+        '<p class="subtitle">s</p><ul id="provenance" class="provenance"><li>weights: a &lt;file&gt; (sha256 ab)'
+        in page
+    )

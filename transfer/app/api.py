@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from transfer.studies.rank_backbones import Ranking
     from transfer.studies.suggest import SuggestRun
 
+GROUPS = ("data", "optimizer", "scheduler", "trainer", "augment", "regime", "head", "backbone")  # `group=option`
 DEFAULTS = {  # conf/config.yaml's defaults list without the digits recipe: what a folder of images starts from
     "data": "folder",
     "optimizer": "adamw",
@@ -34,7 +35,7 @@ def _register_module_backbone(backbone: nn.Module) -> str:
     from transfer.backbones.registry import register_backbone
 
     body = backbone if isinstance(backbone, Backbone) else Backbone.from_module(backbone)
-    name = getattr(body, "name", None) or type(body).__name__.lower()
+    name = body.name if body.name not in (None, "", Backbone.name) else type(body).__name__.lower()
 
     @register_backbone(name, source="library", description=f"{type(body).__name__} passed to transfer.fit")
     def build(pretrained: bool = False, tag: str | None = None, **kwargs) -> Backbone:
@@ -53,11 +54,13 @@ def library_config(
 ) -> Config:
     """The typed config `transfer.fit` trains with. A name that is a config group's option (`backbone="resnet50"`,
     `head="mlp"`) takes that option's YAML; any other name is set as `backbone.name` / `head.name` (a timm model, a
-    registered head). A module is registered as a backbone and used with its own weights."""
+    registered head). A module is registered as a backbone and used with its own weights. `overrides` are command-line
+    style: `group=option` (`augment=none`) takes that option's YAML, `key=value` sets one key."""
     from omegaconf import OmegaConf
 
     from transfer.app.compose import explain, group_options
     from transfer.app.config_source import conf_dir
+    from transfer.errors import UserError
 
     def option(group: str, name: str) -> dict:
         return OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{name}.yaml")) or {}  # type: ignore[return-value]
@@ -72,8 +75,20 @@ def library_config(
         if pretrained is not None:
             tree["backbone"]["pretrained"] = bool(pretrained)
     tree["data"]["root"] = str(Path(data).expanduser())
+    dotlist = []
+    for o in overrides:
+        key, eq, value = o.lstrip("+").partition("=")  # `+key=value` as on the command line: the key is the same
+        if eq and key in GROUPS:  # `augment=none`: that option's YAML, as Hydra merges it
+            if value not in group_options(key):
+                raise UserError(
+                    f"{key}={value}: not an option of the {key} group; choose one of {', '.join(group_options(key))}"
+                    + (f" (or set {key}.name=)." if key in ("backbone", "head", "regime") else ".")
+                )
+            tree[key] = option(key, value) | ({"root": tree["data"]["root"]} if key == "data" else {})
+        else:
+            dotlist.append(o.lstrip("+"))
     try:
-        node = OmegaConf.merge(OmegaConf.structured(Config), tree, OmegaConf.from_dotlist(list(overrides)))
+        node = OmegaConf.merge(OmegaConf.structured(Config), tree, OmegaConf.from_dotlist(dotlist))
     except Exception as e:  # noqa: BLE001 -- an unknown key or a wrong type in `overrides`: one line naming it
         raise explain(e) from e
     from transfer.app.compose import to_config

@@ -6,6 +6,7 @@ Kept free of heavy imports so that mistakes are reported in well under the 5 sec
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -31,6 +32,20 @@ def report_user_error(e: UserError) -> None:
         for exc in reversed(chain):
             print("".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False)), file=sys.stderr)
     print(f"error: {e}", file=sys.stderr)
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk under the run dir cannot take more bytes
+
+
+def disk_error(e: OSError) -> UserError:
+    """A full (or read-only) disk met anywhere in a run (a Lightning checkpoint, a plot, a log) as one line naming the
+    file and the fix. Every file a later run trusts is written whole or not at all (transfer.atomic, model dirs, the
+    run records), so what the failed run left is either complete or ignored."""
+    where = e.filename or "the run dir"
+    return UserError(
+        f"{where}: cannot write ({e.strerror or os.strerror(e.errno or 0)}); free space on that disk, or run where "
+        "there is room: hydra.run.dir=<folder> (and features.cache_dir=<folder> for the feature cache)."
+    )
 
 
 _INTERRUPTED: list[bool] = []  # set by the SIGINT handler: Lightning turns a Ctrl-C into sys.exit(1)
@@ -69,6 +84,11 @@ def _task(cfg: DictConfig) -> float | None:
         return dispatch(cfg)
     except UserError as e:
         report_user_error(e)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        report_user_error(disk_error(e))
         sys.exit(2)
     except KeyboardInterrupt:
         report_interrupt()

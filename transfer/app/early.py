@@ -85,6 +85,26 @@ def check_num_nodes(trainer: TrainerConfig) -> None:
         )
 
 
+def check_accelerator(trainer: TrainerConfig) -> None:
+    """A GPU asked for (trainer=ddp sets trainer.accelerator=gpu) on a machine without one: one line now, not
+    Lightning's MisconfigurationException after the first regimes have run. Loads torch only when a GPU is asked."""
+    accelerator = str(trainer.accelerator).lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    mps = (
+        accelerator == "gpu" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    )
+    if torch.cuda.is_available() or mps:
+        return
+    asked = "trainer=ddp" if str(trainer.strategy).startswith("ddp") else f"trainer.accelerator={trainer.accelerator}"
+    raise UserError(
+        f"{asked}: this machine has no GPU (torch finds no CUDA device), and {asked} trains on GPUs only; "
+        "use trainer=default (the CPU here), or trainer.accelerator=cpu."
+    )
+
+
 def check_data_early(data: DataConfig) -> None:
     """A missing image folder, in well under a second."""
     if data.kind == "folder":
@@ -112,8 +132,9 @@ TRAINS = ("fit", "features", "learning-curve", "lr-find", "label-issues")  # bui
 
 def check_before_run(cfg: Config) -> None:
     """Every mistake that needs no torch, before Hydra makes a run dir: the image folder, the weights file or the
-    network for hub weights, and a trainer asking for more nodes than a launcher started. rank-backbones (and
-    backbone.name=auto) check each candidate's weights when they build it: one offline name is skipped, not fatal."""
+    network for hub weights, a trainer asking for more nodes than a launcher started, and (loading torch, only then)
+    a GPU asked for where there is none. rank-backbones (and backbone.name=auto) check each candidate's weights when
+    they build it: one offline name is skipped, not fatal."""
     if cfg.command in (*TRAINS, "augment-preview", "rank-backbones"):
         check_data_early(cfg.data)
     if cfg.command == "suggest":
@@ -124,6 +145,7 @@ def check_before_run(cfg: Config) -> None:
         if str(cfg.backbone.name) != AUTO_BACKBONE:  # each candidate's weights: checked as it is built
             check_weights_early(cfg)
         check_num_nodes(cfg.trainer)
+        check_accelerator(cfg.trainer)
 
 
 def check_suggest_early(cfg: Config) -> None:

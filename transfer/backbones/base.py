@@ -70,9 +70,10 @@ class Backbone(nn.Module, abc.ABC):
     Auxiliary logits (if any) are produced by `forward_with_aux` in training mode only.
     """
 
-    name: str = "backbone"
+    name: str = "backbone"  # a placeholder: create_backbone names a body by its registered name when it keeps this
     num_features: int
     preprocessing: Preprocessing
+    weights_source: dict | None = None  # where its weights came from (provenance.py); set by create_backbone
 
     def __init__(self) -> None:
         super().__init__()

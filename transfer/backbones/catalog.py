@@ -31,7 +31,7 @@ TIMM_CLASSICS = {
 
 
 def _register_timm(arch: str, description: str) -> None:
-    @register_backbone(arch, source="timm", pretrained_tags=timm_tags(arch), description=description)
+    @register_backbone(arch, source="timm", pretrained_tags=lambda: timm_tags(arch), description=description)
     def build(pretrained: bool = False, tag: str | None = None, **kwargs):
         return build_timm(arch, pretrained=pretrained, tag=tag, **kwargs)
 
@@ -56,7 +56,7 @@ def _register_own() -> None:
     register_backbone(
         "inception_v3",
         source="timm",
-        pretrained_tags=timm_tags("inception_v3"),
+        pretrained_tags=lambda: timm_tags("inception_v3"),
         description="Inception v3 (Szegedy et al. 2015); 1 aux head at 0.4 while training",
     )(build_inception_v3)
     register_backbone(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transfer.backbones.base import Backbone
 from transfer.backbones.catalog import get_spec
+from transfer.backbones.provenance import weights_provenance
 from transfer.backbones.registry import split_tag
 from transfer.backbones.sources.weights import load_backbone_weights
 
@@ -33,13 +34,15 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | None = N
     if weights and not _looks_like_path(str(weights)) and not Path(str(weights)).exists():
         tag, weights, pretrained = str(weights), None, True  # a hub tag such as 'a1_in1k'
     params = {**spec.defaults, **kwargs}
-    if weights:
-        backbone = spec.builder(pretrained=False, tag=tag, **params)
-        load_backbone_weights(backbone, str(weights))
-        log.debug("backbone %s: weights from %s", name, weights)
-    else:
-        backbone = spec.builder(pretrained=bool(pretrained), tag=tag, **params)
+    backbone = spec.builder(pretrained=bool(pretrained) and not weights, tag=tag, **params)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"builder of backbone {name!r} returned {type(backbone).__name__}, not a transfer Backbone")
-    backbone.name = getattr(backbone, "name", None) or arch
+    if getattr(backbone, "name", None) in (None, "", Backbone.name):  # a class that left the base's placeholder
+        backbone.name = arch  # cache folders and errors carry the registered name
+    if weights:
+        load_backbone_weights(backbone, str(weights))
+        log.debug("backbone %s: weights from %s", name, weights)
+    backbone.weights_source = weights_provenance(
+        name, bool(pretrained), str(weights) if weights else None, tag, spec.source, spec.pretrained_tags
+    )
     return backbone.eval()  # features must not depend on the batch: training code switches modes itself

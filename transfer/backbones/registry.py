@@ -12,14 +12,22 @@ from transfer.backbones.base import Backbone
 Builder = Callable[..., Backbone]
 
 
+Tags = tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
     builder: Builder
     source: str  # where the architecture comes from: "timm", "torchvision", "transfer", "user"
-    pretrained_tags: tuple[str, ...] = ()  # hub tags that exist; empty: no public weights
+    tags: Tags = ()  # hub tags that exist (or a function listing them, asked only when needed); empty: none public
     description: str = ""
     defaults: dict = field(default_factory=dict)
+
+    @property
+    def pretrained_tags(self) -> tuple[str, ...]:
+        """The hub tags; listing timm's costs importing timm, so the catalog registers a function and this asks it."""
+        return tuple(self.tags()) if callable(self.tags) else tuple(self.tags)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -29,7 +37,7 @@ def register_backbone(
     name: str | None = None,
     *,
     source: str = "user",
-    pretrained_tags: tuple[str, ...] = (),
+    pretrained_tags: Tags = (),
     description: str = "",
     **defaults,
 ) -> Callable[[Builder], Builder]:
@@ -41,7 +49,8 @@ def register_backbone(
 
     def wrap(builder: Builder) -> Builder:
         key = name or builder.__name__
-        _REGISTRY[key] = BackboneSpec(key, builder, source, tuple(pretrained_tags), description or "", dict(defaults))
+        tags = pretrained_tags if callable(pretrained_tags) else tuple(pretrained_tags)
+        _REGISTRY[key] = BackboneSpec(key, builder, source, tags, description or "", dict(defaults))
         return builder
 
     return wrap

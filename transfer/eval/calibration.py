@@ -108,7 +108,16 @@ def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> Pat
     widths = [b["upper"] - b["lower"] for b in full]
     ax.bar(lefts, [b["accuracy"] for b in full], width=widths, align="edge", edgecolor="black", label="accuracy")
     gaps = [b["confidence"] - b["accuracy"] for b in full]
-    ax.bar(lefts, gaps, bottom=[b["accuracy"] for b in full], width=widths, align="edge", color="red", alpha=0.3)
+    ax.bar(
+        lefts,
+        gaps,
+        bottom=[b["accuracy"] for b in full],
+        width=widths,
+        align="edge",
+        color="red",
+        alpha=0.3,
+        label="gap to mean confidence",  # the legend names every colour drawn
+    )
     total = sum(b["count"] for b in full)
     if total:
         ece = sum(b["count"] * abs(g) for b, g in zip(full, gaps, strict=True)) / total

@@ -7,6 +7,7 @@ missing section is simply left out. All strings are HTML-escaped. Fractions in [
 The `data` contract:
 
 - ``title`` (str), ``subtitle`` (str: run dir, date, backbone, ...)
+- ``provenance``: [str] -- under the title: where the body's weights came from, the feature cache (always shown)
 - ``warnings``: [str] -- shown prominently at the top (e.g. "model is not clearly above the majority baseline")
 - ``headline``: {"name": "test accuracy", "value": 0.87, "ci95": [0.81, 0.92], "n": 153,
   "source": "test/ folder, scored once" | "5-fold cross-validation",
@@ -15,8 +16,9 @@ The `data` contract:
 - ``metrics``: {"accuracy", "accuracy_ci95", "balanced_accuracy", "balanced_accuracy_ci95", "f1_macro",
   "per_class": {cls: {"precision", "precision_ci95", "recall", "recall_ci95", "support"}},
   "confusion": [[int]] (rows true, columns predicted; class order = per_class order, else 0..k-1)}
-- ``gallery``: {"mistakes": [item], "uncertain_correct": [item]}, item = {"image": path or HxW / HxWx3 uint8
-  array, "true": str, "predicted": str, "confidence": float, "name": str}; thumbnails at most 128 px
+- ``gallery``: {"mistakes": [item], "uncertain_correct": [item], "counts": {"mistakes": int, "uncertain_correct":
+  int} (every wrong / right answer, beyond those listed)}, item = {"image": path or HxW / HxWx3 uint8 array,
+  "true": str, "predicted": str, "confidence": float, "name": str}; thumbnails at most 128 px
 - ``calibration``: {"ece": float, "ece_after": float | None, "temperature": float | None,
   "bins": [{"lo", "hi", "confidence", "accuracy", "count"}]} -- drawn as a reliability diagram
 - ``images``: {caption: png path} -- any plots (training curves, regimes, ...) embedded at full size
@@ -46,6 +48,7 @@ from transfer.eval.page_parts import (
     fmt_ci,
     fmt_pct,
     per_class_html,
+    reliability_legend,
     reliability_svg,
     table,
     thumb_html,
@@ -60,7 +63,8 @@ main{max-width:1240px;margin:0 auto;padding:20px 24px 40px}
 h1{font-size:26px;margin:0 0 2px}
 h2{font-size:18px;margin:0 0 12px;padding-bottom:4px;border-bottom:1px solid #ddd}
 h3{font-size:15px;margin:16px 0 8px}
-.subtitle{color:#555;margin:0 0 18px;font-size:14px}
+.subtitle{color:#555;margin:0 0 6px;font-size:14px}
+.provenance{list-style:none;padding:0;margin:0 0 18px;font-size:14px;color:#333;overflow-wrap:anywhere}
 section{background:#fff;border:1px solid #e2e2de;border-radius:6px;padding:16px 20px;margin:0 0 18px}
 .warnings{background:#fff6e0;border:1px solid #e0b040;border-left:6px solid #d08a00}
 .warnings h2{border-color:#ecd08a;color:#7a4b00}
@@ -112,11 +116,12 @@ figure{margin:0 0 16px}figure img.plot{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:13px;margin-top:4px}
 .noimg{display:inline-block;color:#b2182b;font-size:12px;padding:8px}
 .chart text{font-size:11px;fill:#444}.chart .frame{fill:none;stroke:#bbb}.chart .grid{stroke:#eee}
-.chart .acc{fill:#2166ac}.chart .gap{fill:rgba(239,138,98,.6)}.chart .conf{stroke:#111;stroke-width:2}
+.chart .acc{fill:#2166ac}.chart .gap{fill:#f5b8a1}.chart .conf{stroke:#111;stroke-width:2}
 .chart .cnt{fill:#999}
 .chart .ideal{stroke:#333;stroke-dasharray:4 3}.chart .curve{fill:none;stroke:#2166ac;stroke-width:2}
 .chart .whisk{stroke:#2166ac;stroke-width:1.5}.chart .pt{fill:#2166ac}
 .verdicts li{margin:2px 0}.sentence{font-size:15px}
+.legend{list-style:none;padding:0;color:#555;font-size:13px}.legend li{margin:3px 0}.legend svg{vertical-align:middle}
 .muted{color:#666;font-size:13px}
 footer{color:#888;font-size:12px;text-align:center;margin-top:12px}
 """
@@ -209,18 +214,28 @@ def _confidence(item: dict) -> float:
     return float(c) if isinstance(c, int | float) else 0.5
 
 
+def _gallery_count(key: str, shown: int, total: int) -> str:
+    """'24 of 62 shown' (the count is every wrong answer, not the display cap); '5, all shown' when nothing is cut."""
+    if key == "mistakes":
+        return f"{total}, all shown" if shown >= total else f"{shown} of {total} shown"
+    return f"{total}, all shown" if shown >= total else f"the {shown} least confident of {total} correct"
+
+
 def _gallery(g: dict) -> str:
     parts = []
+    counts = g.get("counts") or {}
     for key, title, note in (
         ("mistakes", "Mistakes", "wrong predictions, most confident first"),
         ("uncertain_correct", "Correct but uncertain", "right answers given with the least confidence"),
     ):
         items = sorted(g.get(key) or [], key=lambda it: _confidence(it), reverse=key == "mistakes")
         if items:
-            cards = "".join(_card(it) for it in items[:MAX_LISTED])
+            shown = items[:MAX_LISTED]
+            total = max(int(counts.get(key, len(items))), len(shown))
+            cards = "".join(_card(it) for it in shown)
             parts.append(
-                f'<h3>{title} ({len(items)})</h3><p class="muted">{note}</p>'
-                f'<div class="gallery">{cards}</div>{_more(len(items))}'
+                f'<h3 data-shown="{len(shown)}" data-total="{total}">{title} ({_gallery_count(key, len(shown), total)})'
+                f'</h3><p class="muted">{note}</p><div class="gallery">{cards}</div>'
             )
     return "".join(parts)
 
@@ -233,13 +248,8 @@ def _calibration(c: dict) -> str:
         facts.append(f"temperature scaling: T = <b>{float(c['temperature']):.3g}</b>")
     if c.get("ece_after") is not None:
         facts.append(f"ECE after scaling: <b>{float(c['ece_after']):.3f}</b>")
-    text = (
-        f'<div class="grow"><ul>{"".join(f"<li>{f}</li>" for f in facts)}</ul>'
-        '<p class="muted">Blue bars: accuracy of the images in each confidence bin. Black tick: their mean '
-        "confidence; orange: the gap (tick above the bar: over-confident, below: under-confident). "
-        "Dashed: perfect calibration. "
-        "Grey strip: how many images fall in each bin.</p></div>"
-    )
+    text = f'<div class="grow"><ul>{"".join(f"<li>{f}</li>" for f in facts)}</ul>{reliability_legend()}</div>'
+
     chart = reliability_svg(c["bins"]) if c.get("bins") else ""
     return f'<div class="two">{chart}{text}</div>'
 
@@ -384,6 +394,10 @@ def render_report(data: dict) -> str:
     body = [f"<h1>{esc(title)}</h1>"]
     if data.get("subtitle"):
         body.append(f'<p class="subtitle">{esc(data["subtitle"])}</p>')
+    if data.get("provenance"):
+        body.append(
+            f'<ul id="provenance" class="provenance">{"".join(f"<li>{esc(s)}</li>" for s in data["provenance"])}</ul>'
+        )
     if data.get("warnings"):
         body.append(_section("warnings", "Warnings", _list(list(data["warnings"])), "warnings"))
     for key, heading, build, css in SECTIONS:

@@ -196,9 +196,35 @@ def bars_html(items: Sequence[tuple[str, float, object, bool]]) -> str:
 # ---------------------------------------------------------------- charts (inline SVG)
 
 
+# What the reliability diagram draws, by CSS class (page.py's CSS gives each its colour): the legend lists every one
+RELIABILITY_MARKS = (
+    ("acc", "bar", "blue bar: accuracy of the images in each confidence bin"),
+    ("gap", "bar", "orange: over-confidence, the gap from the bar up to the tick"),
+    ("conf", "tick", "black tick: the bin's mean confidence (inside the blue bar: under-confident)"),
+    ("ideal", "line", "dashed line: perfect calibration"),
+    ("cnt", "bar", "grey strip: how many images fall in each bin"),
+)
+
+
+def reliability_legend() -> str:
+    """The diagram's legend: a swatch drawn with the same class as each mark, and what it means."""
+    shapes = {
+        "bar": '<rect x="1" y="3" width="16" height="10" class="{c}"/>',
+        "tick": '<line x1="1" y1="8" x2="17" y2="8" class="{c}"/>',
+        "line": '<line x1="1" y1="8" x2="17" y2="8" class="{c}"/>',
+    }
+    rows = "".join(
+        f'<li data-mark="{cls}"><svg class="chart" width="18" height="16" aria-hidden="true">'
+        f"{shapes[shape].format(c=cls)}</svg> {esc(text)}</li>"
+        for cls, shape, text in RELIABILITY_MARKS
+    )
+    return f'<ul class="legend">{rows}</ul>'
+
+
 def reliability_svg(bins: Sequence[dict], size: int = 300) -> str:
-    """A reliability diagram: accuracy per confidence bin as bars, the gap to confidence in red, the diagonal
-    as the ideal, and the share of images per bin as a strip underneath."""
+    """A reliability diagram: accuracy per confidence bin as bars, an over-confident bin's gap up to its mean
+    confidence in orange (opaque: no colour is drawn that the legend lacks), the diagonal as the ideal, and the share
+    of images per bin as a strip underneath."""
     pad, strip = 36, 40
     w, h = size + pad + 10, size + pad + strip + 14
 
@@ -225,10 +251,9 @@ def reliability_svg(bins: Sequence[dict], size: int = 300) -> str:
             f'<rect x="{bx:.1f}" y="{y(acc):.1f}" width="{bw:.1f}" height="{size * acc:.1f}" class="acc">'
             f"<title>{esc(tip)}</title></rect>"
         )
-        top, bottom = max(acc, conf), min(acc, conf)
-        parts.append(
-            f'<rect x="{bx:.1f}" y="{y(top):.1f}" width="{bw:.1f}" height="{size * (top - bottom):.1f}" class="gap"/>'
-        )
+        if conf > acc:  # over-confident: the gap above the bar; under-confident, the tick sits inside the bar
+            gap = size * (conf - acc)
+            parts.append(f'<rect x="{bx:.1f}" y="{y(conf):.1f}" width="{bw:.1f}" height="{gap:.1f}" class="gap"/>')
         parts.append(f'<line x1="{bx:.1f}" y1="{y(conf):.1f}" x2="{bx + bw:.1f}" y2="{y(conf):.1f}" class="conf"/>')
         sh = (strip - 6) * n / most
         parts.append(

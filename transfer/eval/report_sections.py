@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfer.backbones.provenance import is_random, provenance_line
 from transfer.data.labelled import LabelledImages
 from transfer.eval.calibration import expected_calibration_error, fit_temperature, reliability_bins
 from transfer.eval.duplicates import (
@@ -21,6 +22,7 @@ from transfer.eval.duplicates import (
     leakage_pairs,
 )
 from transfer.eval.label_issues import LabelIssues
+from transfer.features.cache import describe_key_record
 
 GALLERY_SIZE = 24  # items per gallery group
 LISTED = 50  # duplicate pairs listed per kind (all are counted)
@@ -61,7 +63,11 @@ def gallery_section(
     order = torch.argsort(conf, descending=True).tolist()
     mistakes = [i for i in order if wrong[i]][:size]
     uncertain = [i for i in reversed(order) if not wrong[i]][:size]
-    return {"mistakes": [item(i) for i in mistakes], "uncertain_correct": [item(i) for i in uncertain]}
+    return {
+        "mistakes": [item(i) for i in mistakes],
+        "uncertain_correct": [item(i) for i in uncertain],
+        "counts": {"mistakes": sum(wrong), "uncertain_correct": len(wrong) - sum(wrong)},  # all, not only those shown
+    }
 
 
 def calibration_section(probs: torch.Tensor, labels: torch.Tensor, fit_probs=None, fit_labels=None) -> dict:
@@ -117,6 +123,42 @@ def baseline_shortfalls(headline: dict) -> list[tuple[str, str]]:
 def headline_warnings(headline: dict) -> list[str]:
     """Warnings about the headline: not clearly above a baseline (lower 95% bound below or near it)."""
     return [text for _, text in baseline_shortfalls(headline)]
+
+
+def provenance_lines(report: dict) -> list[str]:
+    """'weights: ...' (always) and 'feature cache: ...' (when a frozen run trained on cached features): the page's
+    header and the terminal summary print these same lines."""
+    best = report.get("best") or {}
+    lines = [f"weights: {provenance_line(report.get('weights'))}"]
+    if report.get("other_weights"):
+        lines.append(f"weights of the pretrained regimes: {provenance_line(report['other_weights'])}")
+    if best.get("norm") and not str(best["norm"]).startswith("norm none"):
+        lines.append(f"batchnorm: {str(best['norm']).removeprefix('norm ')}")
+    fc = report.get("feature_cache")
+    if fc:
+        which = f" ({fc['regime']}, seed {fc['seed']})" if "regime" in fc else ""
+        chosen = "regime" in fc and (fc["regime"], fc.get("seed")) == (best.get("regime"), best.get("seed"))
+        lines.append(f"feature cache{'' if chosen else which}: {describe_key_record(fc)}")
+    return lines
+
+
+def weights_warnings(report: dict) -> list[str]:
+    """A warning when the chosen model's body started from random weights: its numbers are not what pretrained
+    weights of that architecture give."""
+    p = report.get("weights")
+    if not is_random(p):
+        return []
+    name = p.get("name") or report.get("backbone", "the backbone")
+    if p.get("by_design"):
+        return [
+            f"the chosen model ({(report.get('best') or {}).get('regime', 'scratch')}) trained {name} from random "
+            "initialisation: no pretrained weights are behind this number"
+        ]
+    return [
+        f"random weights: {name} was not pretrained (backbone.pretrained=false and no backbone.weights), so these "
+        f"numbers say what a randomly initialised {name} learns from these images, not what pretrained {name} can "
+        "do; give backbone.weights=<file> or backbone.pretrained=true"
+    ]
 
 
 def scan_section(scan: dict) -> dict:

@@ -1,8 +1,9 @@
 """FeatureCache: features of a frozen backbone for a set of images and views, extracted once, then served from disk.
 
-Keyed by everything that changes them (see `key.py`): model name + weight digest + library versions, the
-preprocessing, the view, the stage and the dtype name a namespace; each image's pixel digest addresses a row in it.
-Only digests missing from a namespace are extracted, so an added image extracts that image alone.
+Keyed by everything that changes them (see `key.py`): model name + weight digest + library versions (+ the digest of a
+user backbone's source files), the preprocessing, the view, the stage and the dtype name a namespace; each image's
+pixel digest addresses a row in it. Only digests missing from a namespace are extracted, so an added image extracts
+that image alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transfer.data.labelled import LabelledImages
 from transfer.distributed import barrier, dist_info, shard_for_rank
 from transfer.features.config import FeatureConfig
 from transfer.features.extract import extract_views
-from transfer.features.key import FORMAT, digest_of, library_versions, pixel_digests, weights_digest
+from transfer.features.key import FORMAT, code_digest, digest_of, library_versions, pixel_digests, weights_digest
 from transfer.features.store import MemoryStore, ShardStore
 from transfer.features.tap import FeatureTap
 from transfer.features.views import describe_view, resolve_views
@@ -51,6 +52,16 @@ class CacheStats:
         )
 
 
+def describe_key_record(rec: dict | None) -> str:
+    """One line for a `FeatureCache.key_record`: the folder(s) a frozen run's features are in, or 'in memory'."""
+    if not rec:
+        return "none (no regime ran on cached features)"
+    names = list((rec.get("namespaces") or {}).values())
+    if rec.get("dir") is None:
+        return f"in memory (features.enabled=false), key {rec.get('key')}"
+    return f"{rec['dir']}: {', '.join(names)}"
+
+
 class FeatureCache:
     """Serve N x K x D features of `backbone` (frozen, eval mode) for images x views."""
 
@@ -75,11 +86,24 @@ class FeatureCache:
             "stage": self.tap.stage,
             "dtype": self.cfg.dtype,
         }
+        code = code_digest(backbone)
+        if code:  # a user's backbone: its code, not only its weights, makes the features
+            self.model_key["code"] = code
         self._memory: dict[str, MemoryStore] = {}
         self.last = CacheStats()
 
     def views(self) -> list[str]:
         return resolve_views(self.cfg.views, self.augment)
+
+    def key_record(self, views: list[str] | None = None) -> dict:
+        """Where this body's features live and what addresses them (model cards, the report, the terminal): the
+        cache root (None: in memory), the model key's digest, and each view's namespace (its folder under the root)."""
+        views = list(dict.fromkeys(["center", *(views or self.views())]))  # evaluation always reads the centre view
+        return {
+            "dir": str(self.cfg.directory()) if self.cfg.enabled else None,
+            "key": digest_of(self.model_key),
+            "namespaces": {v: self.namespace(v)[0] for v in views},
+        }
 
     def namespace(self, view: str) -> tuple[str, dict]:
         meta = {**self.model_key, "view": describe_view(view, self.augment)}

@@ -19,7 +19,10 @@ class FeatureConfig:
     enabled: bool = True  # false: extract in memory once per run, write nothing
     cache_dir: str | None = None  # None: $XDG_CACHE_HOME/transfer/features (~/.cache/transfer/features)
     dtype: str = "float32"  # float16 halves the disk; heads train on float32 copies either way
-    views: Any = "auto"  # auto (flip if augment.mirror) | 1 | flip | 10crop | K (an int >= 2: K random augmentations)
+    # 1: the centre view | auto: the centre and its mirror extracted, the frozen head keeps the mirror rows only when
+    # cross-validation says they help | flip | 10crop | K (an int >= 2: K random augmentations). 1 by default: the
+    # mirror rows helped on one of three real sets measured and cost a second extraction pass (docs/benchmarks.md)
+    views: Any = "1"
     stage: str | None = None  # None / "pooled": the penultimate layer; a stage or module name: its output, GAP-pooled
     batch_size: int = 64
     chunk: int = 512  # images per committed shard: a killed extraction keeps every finished chunk

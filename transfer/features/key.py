@@ -7,7 +7,10 @@ resized to store size), so a re-saved but identical file hits and a changed one 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,11 +19,11 @@ FORMAT = "transfer.features/1"  # bump to orphan every cache written by an older
 
 
 def library_versions() -> dict[str, str]:
-    import timm
+    from importlib.metadata import version  # timm's version without importing timm (a second of start-up)
 
     from transfer import __version__
 
-    return {"torch": torch.__version__, "timm": timm.__version__, "transfer": __version__}
+    return {"torch": torch.__version__, "timm": version("timm"), "transfer": __version__}
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
@@ -35,6 +38,33 @@ def weights_digest(module: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(_tensor_bytes(t))
     return h.hexdigest()
+
+
+LIBRARY_ROOTS = ("transfer", "torch", "torchvision", "timm")  # versioned in `library_versions`: not digested
+
+
+def _source_digest(cls: type) -> str:
+    """sha256 (16 hex) of the file that defines `cls`, else of its source text, else of its qualified name."""
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    try:
+        data = Path(path).read_bytes() if path else inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        data = f"{cls.__module__}:{cls.__qualname__}".encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def code_digest(module: nn.Module) -> dict[str, str]:
+    """{module name: digest of its file} for every module outside the versioned libraries that defines a class in
+    `module`'s tree: a user's backbone (a plugin, a class in a script). Editing its `forward` changes the digest, so
+    features extracted by the old code are never served for the new."""
+    out: dict[str, str] = {}
+    for m in module.modules():
+        cls = type(m)
+        if cls.__module__.split(".")[0] in LIBRARY_ROOTS or cls.__module__ in out:
+            continue
+        out[cls.__module__] = _source_digest(cls)
+    return dict(sorted(out.items()))
 
 
 def pixel_digests(pixels: torch.Tensor) -> list[str]:

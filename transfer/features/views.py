@@ -21,8 +21,9 @@ ViewTransform = Callable[[torch.Tensor, int], torch.Tensor]  # (C x S x S uint8,
 
 
 def resolve_views(spec: str | int | None, augment: AugmentConfig) -> list[str]:
-    """View names for `features.views`: auto (flip if augment.mirror), 1, flip, 10crop, or K random augmentations."""
-    s = "auto" if spec is None else str(spec).strip().lower()
+    """View names for `features.views`: auto (the centre and its mirror when augment.mirror: the head engine keeps the
+    mirror only if cross-validation says so), 1, flip, 10crop, or K random augmentations."""
+    s = "1" if spec is None else str(spec).strip().lower()
     if s == "auto":
         return ["center", "center_flip"] if augment.mirror else ["center"]
     if s in ("1", "center", "none"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from transfer.atomic import write_text_atomic
+from transfer.backbones.provenance import provenance_line
 from transfer.data.scan import scan_image_folder
 from transfer.errors import UserError
 from transfer.eval.page import write_report
@@ -25,7 +26,7 @@ def evaluate_folder(
 ) -> dict:
     """Scan `root` (its test/ or val/ folder when it has split folders, else everything) and score the model(s)."""
     dirs = [model] if isinstance(model, str | Path) else list(model)
-    _, classes = load_members(dirs)
+    members, classes = load_members(dirs)
     manifest = scan_image_folder(root)
     splits = {s.split for s in manifest.samples}
     split = "test" if "test" in splits else "val" if "val" in splits else None
@@ -49,7 +50,7 @@ def evaluate_folder(
     }
     unreadable = len(manifest.samples if split is None else manifest.paths(split)) - len(samples)
     metrics["headline"] = {
-        "name": f"{metrics['split']} accuracy",
+        "name": f"{split} accuracy" if split else "accuracy",  # every image of the folder: no split to name
         "value": metrics["accuracy"],
         "ci95": metrics.get("accuracy_ci95"),
         "n": metrics["n"],
@@ -61,7 +62,12 @@ def evaluate_folder(
     names = [s.path for s in samples]
     write_csv(prediction_rows(names, labels, probs, classes, split or "all"), out_dir / "predictions.csv")
     plot_confusion(metrics["confusion"], classes, out_dir / "confusion.png", f"accuracy {metrics['accuracy']:.3f}")
-    write_report(_page(metrics, probs, labels, names, dirs, out_dir, unreadable), out_dir / "report.html")
+    page = _page(metrics, probs, labels, names, dirs, out_dir, unreadable)
+    page["provenance"] = [
+        f"weights of {Path(str(d)).name}: {provenance_line(card.get('weights'))}"
+        for d, (_, card) in zip(dirs, members, strict=True)
+    ]
+    write_report(page, out_dir / "report.html")
     return metrics
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,21 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(str(p)))
 
 
+def unreadable_reason(path: Path, e: Exception) -> str:
+    """Why `path` is not predicted, in words (Pillow's own message names an in-memory buffer, not the file); the row
+    or the error line it goes into names the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(e, UnidentifiedImageError):
+        return f"not an image (no image format Pillow reads; the {path.suffix or 'missing'} suffix is only a name)"
+    if isinstance(e, Image.DecompressionBombError):
+        return f"refused, a decompression bomb ({e})"
+    if isinstance(e, OSError) and "truncat" in str(e).lower():
+        return "truncated image (a half-written or cut-off file)"
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", path.name, str(e))
+    return f"cannot decode ({type(e).__name__}: {text})"
+
+
 def decode_pixels(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tensor | None, list[str | None]]:
     """The readable files as uint8 stored squares (N x C x S x S, S = the eval resize size: what a fit keeps in RAM and
     what the feature cache reads), and an error (or None) per file."""
@@ -47,7 +63,7 @@ def decode_pixels(files: Sequence[Path], pre: Preprocessing) -> tuple[torch.Tens
         try:
             img = load_image(f, channels=pre.channels, draft_size=(side, side))
         except Exception as e:  # noqa: BLE001  -- one unreadable file must not stop the others
-            errors.append(f"{type(e).__name__}: {e}")
+            errors.append(unreadable_reason(Path(f), e))
             continue
         tensors.append(image_to_tensor(resize_center(img, side, pre.interpolation)))
         errors.append(None)

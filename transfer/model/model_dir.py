@@ -61,6 +61,7 @@ def save_model_dir(
         "preprocessing": classifier.backbone.preprocessing.to_dict(),
         "head": dict(head),
         "rebuild": rebuild_info(classifier.backbone, backbone_name, head.get("name")),
+        "weights": getattr(classifier.backbone, "weights_source", None),  # where the body's start came from
         **(extra or {}),
     }
 
@@ -137,9 +138,73 @@ def read_card(path: str | Path, key: str = "model") -> dict:
             f"{key}={path}: not a model dir (needs {CARD} and {WEIGHTS}); use <run dir>/model of a fit run."
         )
     try:
-        return json.loads(card.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path / CARD}: unreadable card ({e}).") from None
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{key}={path}: unreadable {CARD} ({e}); restore it from the run, or fit again.") from None
+    check_card(data, path, key)
+    return data
+
+
+REQUIRED = ("backbone", "classes", "num_features", "preprocessing", "head")  # what rebuilding and predicting read
+
+
+def check_card(card: object, path: Path, key: str = "model") -> None:
+    """A card that lacks what `load_model_dir` and predict read is named in one line, not a KeyError later."""
+    where = f"{key}={path}: {CARD}"
+    fix = "restore the card from the run it came from, or fit again"
+    if not isinstance(card, dict):
+        raise UserError(f"{where} holds {type(card).__name__}, not a card; {fix}.")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(repr(k) for k in missing)}; {fix}.")
+    if not isinstance(card["classes"], list) or not card["classes"]:
+        raise UserError(f"{where}: 'classes' must be the list of class names in index order; {fix}.")
+    try:
+        Preprocessing.from_dict(card["preprocessing"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(
+            f"{where}: 'preprocessing' is incomplete or malformed ({type(e).__name__}: {e}); {fix}."
+        ) from None
+    if not isinstance(card["head"], dict) or "name" not in card["head"]:
+        raise UserError(f"{where}: 'head' must name the head ({{\"name\": ...}}); {fix}.")
+
+
+def read_weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
+    """model.safetensors of a model dir; a truncated or damaged file is one line naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"{key}={path}: {WEIGHTS} is not readable ({why}); truncated or damaged: copy the model dir again, "
+            "or fit again."
+        ) from None
+
+
+def _check_weights(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], card: dict, path, key) -> None:
+    """The weights fit the card (shapes) and are finite: a model that would predict NaN, or that the card
+    misdescribes, is refused before any image is looked at."""
+    for name, t in state.items():
+        want = expected.get(name)
+        if want is not None and tuple(t.shape) != tuple(want.shape):
+            if name.startswith("head.") and t.dim() >= 1 and t.shape[0] != want.shape[0]:
+                raise UserError(
+                    f"{key}={path}: {CARD} lists {len(card['classes'])} classes but the weights' head has "
+                    f"{t.shape[0]} outputs ({name}); the card and {WEIGHTS} come from different models: restore the "
+                    "card, or fit again."
+                )
+            raise UserError(
+                f"{key}={path}: {WEIGHTS} tensor {name} is {tuple(t.shape)} where the card's model needs "
+                f"{tuple(want.shape)}; the card and the weights come from different models: fit again."
+            )
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(
+                f"{key}={path}: {WEIGHTS} tensor {name} holds NaN or inf, so every prediction would be NaN; "
+                "this model dir is damaged: copy it again, or fit again."
+            )
 
 
 def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, dict]:
@@ -154,11 +219,13 @@ def load_model_dir(path: str | Path, key: str = "model") -> tuple[Classifier, di
     head_cfg = dict(card["head"])
     head = create_head(head_cfg.pop("name"), card["num_features"], len(card["classes"]), **head_cfg)
     classifier = Classifier(backbone, head)
-    state = load_file(str(Path(path).expanduser() / WEIGHTS))
+    state = read_weights(Path(path).expanduser(), key)
+    _check_weights(state, classifier.state_dict(), card, path, key)
     missing, unexpected = classifier.load_state_dict(state, strict=False)
     if missing:
         raise UserError(
             f"{key}={path}: {len(missing)} weights missing from {WEIGHTS} (e.g. {missing[0]}); file damaged?"
         )
     backbone.preprocessing = Preprocessing.from_dict(card["preprocessing"])
+    backbone.weights_source = card.get("weights")  # the rebuilt body's are the saved ones, not a random start
     return classifier.eval(), card

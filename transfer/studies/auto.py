@@ -1,15 +1,23 @@
 """`regime=auto`: choose frozen, partial or full from evidence on the user's own training images, within a budget.
 
-Cheap evidence first: the converged linear probe (L-BFGS, cross-validated) on cached features of the penultimate layer
-and of an earlier stage. Then partial and full fine-tunes, each within its share of `auto.budget_s` (Lightning's
-`max_time`). Every candidate is scored on the same inner validation split carved from the training images (never
-the held-out val/ or test/ images the report is about); the choice is the most accurate candidate (exact ties go to
-the cheaper regime), with an exact McNemar test against frozen reported beside it.
+Every candidate is scored the same way: stratified k-fold cross-validation over ALL the training images (identical
+files kept in one fold), each fold trained with exactly the settings the final model will use, so every training
+image is predicted once by a model that did not see it (repeated with new folds while the budget allows). One small
+split picked noise: 49 images whose accuracy swung from 0.53 to 0.88 between epochs chose a fine-tune that then lost
+to the frozen probe on the test photos.
+
+- frozen: the converged probe on cached features, k folds in a second or two: the reference.
+- partial, full: before a fine-tune starts, a three-step timing run projects what its k folds would cost; a candidate
+  whose folds cannot finish within its share of `auto.budget_s` is not started (half-trained folds are no
+  evidence), and one that falls behind frozen on the folds so far, with no prospect of catching up, is stopped.
+- The choice: the most accurate candidate with complete folds; a fine-tune must beat frozen by an exact McNemar
+  test (p < 0.05) on the same images, else frozen wins: the regimes cannot be told apart and frozen is far cheaper.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,21 +26,24 @@ import torch
 
 from transfer.backbones.base import Backbone
 from transfer.data.labelled import LabelledImages
-from transfer.data.splits import stratified_split
-from transfer.eval.stats import bootstrap_ci, compare_models, mcnemar_exact
+from transfer.eval.stats import bootstrap_ci, mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
+from transfer.features.key import pixel_digests
 from transfer.model.heads import create_head
+from transfer.studies.crossval import fold_count, stratified_folds
 from transfer.training.config import Regime, TrainConfig
-from transfer.training.fit import RunOptions, fit_classifier
+from transfer.training.fit import RunOptions, fit_classifier, selection_split
 from transfer.training.head_engine import predict_head, train_head
+from transfer.training.hyperrule import apply_hyperrule
 from transfer.training.probe import ProbeResult
 from transfer.training.regimes import apply_regime
 
 log = logging.getLogger(__name__)
-ORDER = ("frozen", "partial", "full")  # cheapest first: ties and non-significant differences go to the left
-MIN_FINETUNE_S = 5.0  # a fine-tune given less than this is not worth starting
-INNER_VAL_FRACTION = 0.25
+ORDER = ("frozen", "partial", "full")  # cheapest first: ties go to the left
+FOLDS = 5
+MAX_REPEATS = 3
+TIMING_STEPS = 3
 
 
 def default_budget_s() -> float:
@@ -47,7 +58,9 @@ class AutoResult:
     evidence: list[dict] = field(default_factory=list)  # one row per measurement (see `choose_regime`)
     budget_s: float = 0.0
     seconds: float = 0.0
-    inner_val: int = 0  # images in the inner validation split
+    images: int = 0  # training images cross-validated
+    folds: int = 0
+    repeats: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -56,32 +69,32 @@ class AutoResult:
             "evidence": self.evidence,
             "budget_s": self.budget_s,
             "seconds": self.seconds,
-            "inner_val_images": self.inner_val,
+            "images": self.images,
+            "folds": self.folds,
+            "repeats": self.repeats,
         }
-
-
-def _probe(feats: torch.Tensor, labels: torch.Tensor, classes: int, cfg: TrainConfig, seed: int, names) -> ProbeResult:
-    """The head engine's cross-validated L-BFGS probe on N x D features: its CV accuracy is the evidence."""
-    head = torch.nn.Linear(int(feats.shape[-1]), classes)
-    result = train_head(head, feats, labels, replace(cfg, seed=seed), solver="lbfgs", class_names=names)
-    assert result.probe is not None
-    return result.probe
-
-
-def _centre_features(
-    body: Backbone, images: LabelledImages, features: FeatureConfig, stage: str | None
-) -> torch.Tensor:
-    cfg = replace(features, stage=stage, progress=False, views=1)
-    return FeatureCache(body, cfg, "cpu").features(images, ["center"])[:, 0]  # N x D
 
 
 def _row(evidence: str, regime: str | None, correct: torch.Tensor | None, seconds: float, note: str = "", **kw) -> dict:
     row = {"evidence": evidence, "regime": regime, "seconds": round(seconds, 2), "note": note, **kw}
-    if correct is not None:
+    if correct is not None and correct.numel():
         row["accuracy"] = float(correct.float().mean())
         row["accuracy_ci95"] = list(bootstrap_ci(correct.float().numpy()))
         row["n"] = int(correct.numel())
     return row
+
+
+@dataclass
+class _Folds:
+    """One repeat's stratified k folds over the training images: each image's fold."""
+
+    fold_of: list[int]
+    k: int
+
+    def split(self, fold: int) -> tuple[list[int], list[int]]:
+        return [i for i, f in enumerate(self.fold_of) if f != fold], [
+            i for i, f in enumerate(self.fold_of) if f == fold
+        ]
 
 
 def choose_regime(
@@ -95,93 +108,204 @@ def choose_regime(
     """Measure the regimes on `train` (the study's training images only) and pick one; see the module docstring."""
     started = time.perf_counter()
     budget = float(budget_s) if budget_s else default_budget_s()
-    features = cfg.features
-    classes = len(train.classes)
-    inner_tr, inner_va = stratified_split(train.labels, INNER_VAL_FRACTION, seed)
-    y_va = train.labels[inner_va]
+    cfg = replace(cfg, seed=seed)
+    groups = pixel_digests(train.pixels)
+    k, fold_note = fold_count(train.labels, groups, FOLDS, list(train.classes))
+    if k < 2:
+        reason = f"a class has a single distinct image: nothing to cross-validate, the frozen result ({fold_note})"
+        return AutoResult("frozen", reason, [], budget, time.perf_counter() - started, len(train))
     evidence: list[dict] = []
-    correct: dict[str, torch.Tensor] = {}
-
-    torch.manual_seed(seed)
-    body = make_backbone(presets["frozen"])
-    apply_regime(body, presets["frozen"])
+    feats = _frozen_features(make_backbone, presets["frozen"], train, cfg, seed, evidence)
+    repeats: list[_Folds] = [_Folds(stratified_folds(train.labels, groups, k, seed), k)]
     t = time.perf_counter()
-    feats = _centre_features(body, train, features, None)
-    cv = _probe(feats, train.labels, classes, cfg, seed, train.classes)
-    evidence.append(
-        _row(
-            "linear probe, penultimate layer",
-            None,
-            None,
-            time.perf_counter() - t,
-            "; ".join(cv.notes),
-            cv_accuracy=cv.cv_accuracy,
-            folds=cv.folds,
-            width=int(feats.shape[1]),
-        )
-    )
-    stages = body.stages()
-    if len(stages) >= 3:  # an earlier layer: if it beats the top one, the top is too specific to the source
-        t = time.perf_counter()
-        early = _centre_features(body, train, features, stages[-2].name)
-        cv_early = _probe(early, train.labels, classes, cfg, seed, train.classes)
-        evidence.append(
-            _row(
-                f"linear probe, stage {stages[-2].name}",
-                None,
-                None,
-                time.perf_counter() - t,
-                "; ".join(cv_early.notes),
-                cv_accuracy=cv_early.cv_accuracy,
-                folds=cv_early.folds,
-                width=int(early.shape[1]),
-            )
-        )
-    t = time.perf_counter()
-    inner = torch.nn.Linear(int(feats.shape[1]), classes)
-    train_head(inner, feats[inner_tr], train.labels[inner_tr], replace(cfg, seed=seed), solver="lbfgs")
-    correct["frozen"] = predict_head(inner, feats[inner_va]).argmax(1) == y_va
-    evidence.append(_row("candidate", "frozen", correct["frozen"], time.perf_counter() - t, "L-BFGS linear probe"))
-
+    correct: dict[str, list[torch.Tensor]] = {"frozen": [_frozen_oof(feats, train, repeats[0], cfg)]}
+    note = f"the L-BFGS linear probe on cached features, {k} folds" + (f" ({fold_note})" if fold_note else "")
+    evidence.append(_row("candidate", "frozen", correct["frozen"][0], time.perf_counter() - t, note))
+    state: dict[str, str] = {}  # fine-tune -> why it has no complete evidence ("" while it has)
     candidates = [r for r in ("partial", "full") if r in presets]
     for i, name in enumerate(candidates):
-        remaining = budget - (time.perf_counter() - started)
-        share = remaining / (len(candidates) - i)
-        if share < MIN_FINETUNE_S:
-            evidence.append(_row("candidate", name, None, 0.0, f"skipped: {remaining:.0f} s of the budget left"))
-            continue
+        allowed = (budget - (time.perf_counter() - started)) / (len(candidates) - i)
         t = time.perf_counter()
-        torch.manual_seed(seed)
-        regime = presets[name]
-        backbone = make_backbone(regime)
-        head = create_head(cfg.head.name, backbone.num_features, classes, **cfg.head.params)
-        run_cfg = replace(cfg, seed=seed, trainer=replace(cfg.trainer, max_time={"seconds": max(int(share), 1)}))
-        once = RunOptions(validate_each_epoch=False)
-        fitted = fit_classifier(
-            backbone, head, regime, train.subset(inner_tr), train.subset(inner_va), run_cfg, None, True, once
-        )
-        seconds = time.perf_counter() - t
-        correct[name] = fitted.val_probs.argmax(1) == y_va
-        cut = " (stopped at its share of the budget)" if seconds >= share * 0.95 else ""
-        evidence.append(_row("candidate", name, correct[name], seconds, f"{share:.0f} s allowed{cut}"))
-
-    chosen, reason = _decide(correct, len(inner_va))
-    if set(correct) == {"frozen"}:
-        reason = f"the budget (auto.budget_s={budget:g}) left no time for a fine-tune: the frozen result"
-    result = AutoResult(chosen, reason, evidence, budget, time.perf_counter() - started, len(inner_va))
+        outcome, note = _run_candidate(make_backbone, presets[name], train, cfg, repeats[0], correct, allowed)
+        state[name] = "" if outcome is not None else note
+        if outcome is not None:
+            correct[name] = [outcome]
+        row = _row("candidate", name, outcome, time.perf_counter() - t, note, allowed_s=round(max(allowed, 0.0), 2))
+        evidence.append(row)
+    _more_repeats(make_backbone, presets, train, cfg, feats, groups, k, seed, correct, repeats, started, budget)
+    complete = {name: torch.cat(c) for name, c in correct.items()}
+    for row in evidence:  # the rows report every repeat's predictions
+        if row["evidence"] == "candidate" and row["regime"] in complete:
+            scored = _row("", None, complete[row["regime"]], 0.0)
+            row.update({key: scored[key] for key in ("accuracy", "accuracy_ci95", "n")})
+    chosen, reason = decide(complete, len(repeats))
+    skipped = [f"{n}: {why}" for n, why in state.items() if why]
+    if chosen == "frozen" and skipped and len(complete) == 1:
+        reason = f"no fine-tune could be measured within auto.budget_s={budget:g} ({'; '.join(skipped)}): frozen"
+    result = AutoResult(chosen, reason, evidence, budget, time.perf_counter() - started, len(train), k, len(repeats))
     log.info("auto: %s (%s)", chosen, reason)
     return result
 
 
-def _decide(correct: dict[str, torch.Tensor], n: int) -> tuple[str, str]:
-    """The most accurate candidate on the inner validation images (exact ties go to the cheaper regime); the paired
-    test against frozen is reported beside it, not used as a veto: on a few dozen images McNemar rarely reaches
-    p < 0.05, and falling back to frozen whenever it does not cost 21 points on digits (bench/quality.py)."""
-    ranked = sorted(correct, key=lambda r: (-float(correct[r].float().mean()), ORDER.index(r)))
-    best = ranked[0]
+def _frozen_features(make_backbone, frozen: Regime, train: LabelledImages, cfg, seed, evidence) -> torch.Tensor:
+    """Centre-view features of the training images (the feature cache: the frozen run reads the same ones), and the
+    evidence row of an earlier stage's probe: if it beats the penultimate layer, the top is too specific to the
+    source task (a hint: it chooses nothing)."""
+    torch.manual_seed(seed)
+    body = make_backbone(frozen)
+    apply_regime(body, frozen)
+    feats = _centre_features(body, train, cfg.features, None)
+    stages = body.stages()
+    if len(stages) >= 3:
+        t = time.perf_counter()
+        early = _centre_features(body, train, cfg.features, stages[-2].name)
+        probe = _probe(early, train.labels, len(train.classes), cfg, train.classes)
+        kw = {"cv_accuracy": probe.cv_accuracy, "folds": probe.folds, "width": int(early.shape[1])}
+        row = _row(f"linear probe, stage {stages[-2].name}", None, None, time.perf_counter() - t, "", **kw)
+        evidence.append(row)
+    return feats
+
+
+def _centre_features(
+    body: Backbone, images: LabelledImages, features: FeatureConfig, stage: str | None
+) -> torch.Tensor:
+    cfg = replace(features, stage=stage, progress=False, views=1)
+    return FeatureCache(body, cfg, "cpu").features(images, ["center"])[:, 0]  # N x D
+
+
+def _probe(feats: torch.Tensor, labels: torch.Tensor, classes: int, cfg: TrainConfig, names) -> ProbeResult:
+    """The head engine's cross-validated L-BFGS probe on N x D features."""
+    result = train_head(
+        torch.nn.Linear(int(feats.shape[-1]), classes), feats, labels, cfg, solver="lbfgs", class_names=names
+    )
+    assert result.probe is not None
+    return result.probe
+
+
+def _frozen_oof(feats: torch.Tensor, train: LabelledImages, folds: _Folds, cfg: TrainConfig) -> torch.Tensor:
+    """Each training image predicted by the frozen regime's head fitted on the other folds: per-image correctness."""
+    correct = torch.zeros(len(train), dtype=torch.bool)
+    for fold in range(folds.k):
+        fit, held = folds.split(fold)
+        head = torch.nn.Linear(int(feats.shape[1]), len(train.classes))
+        train_head(head, feats[fit], train.labels[fit], cfg, solver="lbfgs", class_names=train.classes)
+        correct[held] = predict_head(head, feats[held]).argmax(1) == train.labels[held]
+    return correct
+
+
+def _run_candidate(make_backbone, regime: Regime, train, cfg, folds: _Folds, correct, allowed: float):
+    """(per-image correctness over the k folds, note) of one fine-tune, or (None, why not) when it was not measured
+    or stopped: it did not fit its allowance, or it fell behind frozen with no prospect of catching up."""
+    if allowed <= 0:
+        return None, "skipped: the budget was spent"
+    fit0, _ = folds.split(0)
+    step_s, steps = _timing(make_backbone, regime, train.subset(fit0), cfg)
+    projected = step_s * steps * folds.k
+    arithmetic = f"{folds.k} folds x {steps} steps x {step_s:.2f} s a step = {projected:.0f} s"
+    if projected > allowed:
+        return None, f"not started: {arithmetic}, {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
+    out = torch.zeros(len(train), dtype=torch.bool)
+    frozen = correct["frozen"][0]
+    seen: list[int] = []
+    start = time.perf_counter()
+    for fold in range(folds.k):
+        left = allowed - (time.perf_counter() - start)
+        fit, held = folds.split(fold)
+        fitted = _fine_tune(make_backbone, regime, train, fit, held, cfg, left)
+        if fitted is None:
+            return None, f"stopped: fold {fold + 1} of {folds.k} would not finish in the {max(left, 0):.0f} s left"
+        out[held] = fitted
+        seen += held
+        b = int((out[seen] & ~frozen[seen]).sum())  # right where frozen is wrong
+        c = int((~out[seen] & frozen[seen]).sum())  # wrong where frozen is right
+        if 2 <= fold + 1 < folds.k and c > b and mcnemar_exact_counts(c, b) < 0.2:  # clearly behind: it cannot
+            return None, f"stopped after {fold + 1} folds: behind frozen ({b} images better, {c} worse)"  # catch up
+    return out, f"{arithmetic} projected, {allowed:.0f} s allowed"
+
+
+def mcnemar_exact_counts(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts."""
+    return float(
+        mcnemar_exact(torch.tensor([True] * b + [False] * c), torch.tensor([False] * b + [True] * c))["p_value"]
+    )
+
+
+def _timing(make_backbone, regime: Regime, part: LabelledImages, cfg: TrainConfig) -> tuple[float, int]:
+    """(seconds a training step takes here, measured on TIMING_STEPS steps with the set-up included: an upper bound,
+    and the steps one fold trains: the epochs the schedule gives, at the batch size)."""
+    fit_part, _, _ = selection_split(part, None, cfg)
+    run_cfg, _ = apply_hyperrule(cfg, len(fit_part))
+    steps = math.ceil(len(fit_part) / run_cfg.data.batch_size) * run_cfg.trainer.max_epochs
+    probe_cfg = replace(cfg, trainer=replace(cfg.trainer, max_steps=TIMING_STEPS, monitor="none"))
+    torch.manual_seed(cfg.seed)
+    body = make_backbone(regime)
+    head = create_head(cfg.head.name, body.num_features, len(part.classes), **cfg.head.params)
+    t = time.perf_counter()
+    fit_classifier(body, head, replace(regime, lp_init=False), part, None, probe_cfg, None, True, RunOptions(False))
+    return (time.perf_counter() - t) / TIMING_STEPS, steps
+
+
+def _fine_tune(make_backbone, regime, train, fit, held, cfg: TrainConfig, left: float) -> torch.Tensor | None:
+    """Correctness on `held` of `regime` trained on `fit` with the final model's settings, or None when Lightning's
+    max_time (what is left of the allowance) cut it short."""
+    if left <= 1:
+        return None
+    torch.manual_seed(cfg.seed)
+    body = make_backbone(regime)
+    head = create_head(cfg.head.name, body.num_features, len(train.classes), **cfg.head.params)
+    run_cfg = replace(cfg, trainer=replace(cfg.trainer, max_time={"seconds": max(int(left), 1)}))
+    t = time.perf_counter()
+    fitted = fit_classifier(
+        body, head, regime, train.subset(fit), train.subset(held), run_cfg, None, True, RunOptions(False)
+    )
+    if time.perf_counter() - t >= left:
+        return None
+    return fitted.val_probs.argmax(1) == train.labels[held]
+
+
+def _more_repeats(
+    make_backbone, presets, train, cfg, feats, groups, k, seed, correct, repeats, started, budget
+) -> None:
+    """New folds (the next seed) for every candidate measured so far, while a whole repeat fits in the budget."""
+    while len(repeats) < MAX_REPEATS:
+        elapsed = time.perf_counter() - started
+        per_repeat = elapsed / len(repeats)  # the first repeat's cost (with its one-off extraction: an upper bound)
+        if elapsed + per_repeat > budget:
+            return
+        folds = _Folds(stratified_folds(train.labels, groups, k, seed + len(repeats)), k)
+        new = {"frozen": _frozen_oof(feats, train, folds, cfg)}
+        for name in [n for n in correct if n != "frozen"]:
+            out = torch.zeros(len(train), dtype=torch.bool)
+            for fold in range(k):
+                fit, held = folds.split(fold)
+                fitted = _fine_tune(
+                    make_backbone, presets[name], train, fit, held, cfg, budget - (time.perf_counter() - started)
+                )
+                if fitted is None:
+                    return  # an incomplete repeat is dropped whole: every candidate keeps the same folds
+                out[held] = fitted
+            new[name] = out
+        for name, c in new.items():
+            correct[name].append(c)
+        repeats.append(folds)
+
+
+def decide(correct: dict[str, torch.Tensor], repeats: int = 1) -> tuple[str, str]:
+    """The most accurate candidate over the same out-of-fold predictions (ties go to the cheaper regime); a fine-tune
+    is chosen only when it beats frozen by an exact McNemar test (p < 0.05), with the discordant counts averaged over
+    the repeats (the same images predicted again are not new evidence)."""
+    acc = {name: float(c.float().mean()) for name, c in correct.items()}
+    best = sorted(acc, key=lambda r: (-acc[r], ORDER.index(r)))[0]
+    n = len(correct["frozen"]) // max(repeats, 1)
     if best == "frozen":
-        return best, f"frozen is the most accurate on the {n} inner-validation images"
-    verdict = compare_models(best, correct[best], "frozen", correct["frozen"])
-    test = mcnemar_exact(correct[best], correct["frozen"])
-    caution = "" if test["p_value"] < 0.05 else " (not significant on this little data: more images would tell)"
-    return best, f"the most accurate on the {n} inner-validation images; {verdict}{caution}"
+        return "frozen", f"frozen is the most accurate over {n} training images, cross-validated"
+    b = round(int((correct[best] & ~correct["frozen"]).sum()) / repeats)
+    c = round(int((~correct[best] & correct["frozen"]).sum()) / repeats)
+    p = mcnemar_exact_counts(b, c)
+    gap = f"{acc[best]:.3f} vs frozen {acc['frozen']:.3f} over {n} training images, cross-validated"
+    if p < 0.05:
+        return best, f"{best} beats frozen: {gap} (McNemar p = {p:.2g}, {b} images better, {c} worse)"
+    return "frozen", (
+        f"{best} and frozen cannot be told apart: {gap} (McNemar p = {p:.2g}, {b} better, {c} worse); frozen, "
+        "as good and far cheaper"
+    )

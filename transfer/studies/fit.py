@@ -9,11 +9,13 @@ from pathlib import Path
 import torch
 
 from transfer.backbones.base import Preprocessing
+from transfer.backbones.provenance import is_random
 from transfer.data.augment import build_eval_transform
 from transfer.data.datamodule import EvalBatches
 from transfer.data.labelled import LabelledImages
 from transfer.data.task import TaskData
 from transfer.distributed import is_rank_zero
+from transfer.eval.evidence_tables import budget_text
 from transfer.eval.scoring import scored_metrics
 from transfer.model.model_dir import load_model_dir
 from transfer.studies.config import AUTO_BACKBONE
@@ -55,10 +57,9 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
                 make_backbone, req.presets, task.images.subset(train_idx), cfg, cfg.auto.budget_s, req.seeds[0]
             )
         extra["auto"] = auto.to_dict()
-        print(f"auto: {auto.chosen} ({auto.reason}; {auto.seconds:.0f} s of {auto.budget_s:.0f})")
+        print(f"auto: {auto.chosen} ({auto.reason}; {budget_text(auto.to_dict())})")
         regimes = [req.presets[auto.chosen]]
         req = replace(req, regimes=regimes)
-    extra["random_body"] = not setup.weights and not cfg.backbone.pretrained
     result = run_study(
         make_backbone,
         regimes,
@@ -72,6 +73,7 @@ def run_fit(req: FitRequest, started: float | None = None) -> dict:
             f"  {r.regime:<8} seed {r.seed}: {task.eval_name} accuracy {r.metrics['accuracy']:.3f}  ({r.seconds:.1f}s)"
         ),
     )
+    extra |= weights_facts(result)
     if cfg.study.probe_stages and is_rank_zero():
         with quiet_per_run_logs(True):
             frozen, stages = req.presets["frozen"], list(cfg.study.probe_stages)
@@ -133,6 +135,22 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
     )
     write_fit_report(report, req.out_dir, evidence)
     return report
+
+
+def weights_facts(result) -> dict:
+    """metrics.json's provenance: where the chosen model's body weights came from, the feature cache a frozen run
+    trained on (the chosen run's, else the study's first frozen run's), and whether a regime meant to start from
+    pretrained weights got random ones (`random_body`)."""
+    best = result.best
+    frozen = best if best.feature_cache else next((r for r in result.runs if r.feature_cache), None)
+    random = any(is_random(r.weights) and not r.weights.get("by_design") for r in result.runs)
+    out: dict = {"weights": best.weights, "random_body": random}
+    others = next((r.weights for r in result.runs if r.weights != best.weights and not is_random(r.weights)), None)
+    if others is not None:  # scratch chosen: the pretrained regimes' start is a fact of the study too
+        out["other_weights"] = others
+    if frozen is not None:
+        out["feature_cache"] = {**frozen.feature_cache, "regime": frozen.regime, "seed": frozen.seed}
+    return out
 
 
 def predict_model_dir(model_dir: str | Path, images: LabelledImages) -> torch.Tensor:

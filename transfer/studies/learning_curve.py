@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from transfer.backbones.provenance import is_random, provenance_line
 from transfer.eval.learning_curve import (
     doubling_sentence,
     fit_learning_curve,
@@ -22,7 +23,7 @@ from transfer.eval.learning_curve import (
     plot_learning_curve,
 )
 from transfer.eval.page import write_report
-from transfer.eval.report_sections import scan_section
+from transfer.eval.report_sections import scan_section, weights_warnings
 from transfer.eval.scoring import scored_metrics
 from transfer.model.heads import create_head
 from transfer.studies.startup import FitRequest, start
@@ -53,6 +54,7 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
             idx = [train_idx[i] for i in part]
             torch.manual_seed(seed)
             backbone = setup.make_backbone(regime)
+            weights = backbone.weights_source  # every part starts from the same body
             head = create_head(cfg.head.name, backbone.num_features, len(classes), **cfg.head.params)
             fitted = fit_classifier(backbone, head, regime, task.images.subset(idx), held, cfg, None, True, once)
             m = scored_metrics(fitted.val_probs, held.labels, classes, labels[torch.as_tensor(idx)])
@@ -89,6 +91,7 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
         "points": points,
         "fit": fit,
         "sentence": sentence,
+        "weights": weights,
     }
     (out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_report(_page(result, out, png), out / "report.html")
@@ -97,10 +100,12 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
 
 def _page(result: dict, out: Path, png: Path) -> dict:
     """report.html's data (eval/page.py's contract): the learning_curve section, and the scan when there is one."""
+    random = " from random initialisation" if is_random(result.get("weights")) else ""
     data = {
-        "title": f"Learning curve: {result['backbone']} ({result['regime']})",
+        "title": f"Learning curve: {result['backbone']}{random} ({result['regime']})",
         "subtitle": " · ".join([str(out), result["data"], datetime.datetime.now().strftime("%Y-%m-%d %H:%M")]),
-        "warnings": [],
+        "provenance": [f"weights: {provenance_line(result.get('weights'))}"],
+        "warnings": weights_warnings(result),
         "learning_curve": {
             "points": [{"n": p["n"], "accuracy": p["accuracy"], "ci95": p["ci95"]} for p in result["points"]],
             "sentence": (

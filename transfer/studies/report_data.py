@@ -16,7 +16,16 @@ from pathlib import Path
 
 import torch
 
+from transfer.backbones.provenance import is_random
 from transfer.data.labelled import LabelledImages
+from transfer.eval.evidence_tables import (
+    AUTO_COLUMNS,
+    REGIME_COLUMNS,
+    auto_rows,
+    auto_scope,
+    budget_text,
+    regime_rows,
+)
 from transfer.eval.label_issues import LabelIssues
 from transfer.eval.page import write_report
 from transfer.eval.report_sections import (
@@ -25,7 +34,9 @@ from transfer.eval.report_sections import (
     gallery_section,
     headline_warnings,
     label_issues_section,
+    provenance_lines,
     scan_section,
+    weights_warnings,
 )
 from transfer.eval.scoring import prediction_rows, write_rows_csv
 from transfer.model.calibration import save_temperature
@@ -76,10 +87,10 @@ def make_headline(
             source += f" (the regime and seed were chosen on the {eval_name} split, which the folds include)"
     elif n_runs > 1:
         m, name = best, f"{eval_name} accuracy, used to select: optimistic"
-        source = f"the held-out {eval_name} split the regime and seed were chosen on ({chosen}); no test/ folder"
+        source = f"the held-out {eval_name} split the regime and seed were chosen on ({chosen}){_no_test(eval_name)}"
     else:
         m, name = best, f"{eval_name} accuracy"
-        source = f"the held-out {eval_name} split (one run: nothing was chosen on it); no test/ folder"
+        source = f"the held-out {eval_name} split (one run: nothing was chosen on it){_no_test(eval_name)}"
     baselines = {"majority class": m["majority_baseline"]} if "majority_baseline" in m else {}
     notes, same = {}, []
     if probe is not None:
@@ -98,6 +109,12 @@ def make_headline(
         "baseline_notes": notes,
         "same_as_model": same,
     }
+
+
+def _no_test(eval_name: str) -> str:
+    """'; no test/ folder' when the held-out split is val (a split of train/, or val/); a held-out split named test (a
+    test/ folder beside train/, the digits' test images) is the test set, and saying 'no test/ folder' is false."""
+    return "; no test/ folder" if eval_name == "val" else ""
 
 
 def prediction_table(ev: FitEvidence) -> list[dict]:
@@ -127,42 +144,16 @@ def _scored(ev: FitEvidence) -> tuple[list[int], torch.Tensor] | None:
 
 
 def _auto_evidence(auto: dict) -> dict:
-    columns = ["evidence", "regime", "accuracy", "95% CI", "CV accuracy", "seconds", "note"]
-    rows = [
-        [
-            r["evidence"],
-            r["regime"] or "",
-            r.get("accuracy", ""),
-            "-".join(f"{v:.3f}" for v in r["accuracy_ci95"]) if "accuracy_ci95" in r else "",
-            r.get("cv_accuracy") if r.get("cv_accuracy") is not None else "",
-            r["seconds"],
-            r.get("note", ""),
-        ]
-        for r in auto["evidence"]
-    ]
     caption = (
-        f"regime=auto measured on the training images only ({auto['inner_val_images']} held out inside them), "
-        f"{auto['seconds']:.0f} s of a {auto['budget_s']:.0f} s budget; chosen: {auto['chosen']}."
+        f"regime=auto measured on the training images only ({auto_scope(auto)}), "
+        f"{budget_text(auto)}; chosen: {auto['chosen']}."
     )
-    return {"columns": columns, "rows": rows, "caption": caption, "verdicts": [auto["reason"]]}
+    return {"columns": list(AUTO_COLUMNS), "rows": auto_rows(auto), "caption": caption, "verdicts": [auto["reason"]]}
 
 
 def _evidence(report: dict) -> dict:
     if "auto" in report:
         return _auto_evidence(report["auto"])
-    columns = ["regime", "accuracy", "± std", "macro F1", "seeds", "trainable", "s/run"]
-    rows = [
-        [
-            name,
-            r["accuracy_mean"],
-            r["accuracy_std"],
-            r["f1_macro_mean"],
-            len(r["seeds"]),
-            r["trainable_params"],
-            round(r["seconds_per_run"], 1),
-        ]
-        for name, r in report["table"].items()
-    ]
     best = report["best"]
     caption = (
         f"{report.get('eval_split', 'val')} accuracy per regime, mean ± std over seeds; chosen: {best['regime']} "
@@ -171,12 +162,31 @@ def _evidence(report: dict) -> dict:
     paired = report.get("paired") or {}
     if paired:
         caption += f" Paired tests: {paired['basis']}."
-    return {"columns": columns, "rows": rows, "caption": caption, "verdicts": list(paired.get("verdicts") or [])}
+    rows = regime_rows(report["table"])  # the terminal's strings
+    return {
+        "columns": list(REGIME_COLUMNS),
+        "rows": rows,
+        "caption": caption,
+        "verdicts": list(paired.get("verdicts") or []),
+    }
 
 
 def _duplicates(ev: FitEvidence) -> dict:
     held_out = [(ev.eval_name, ev.eval_idx), ("test", ev.test_idx)]  # from the pixels: every regime, no features
     return duplicates_section(ev.images, ev.train_idx, held_out)
+
+
+def page_title(report: dict) -> str:
+    """'Training report: resnet50' names pretrained weights; a random body is said in the title itself."""
+    name = report.get("backbone", "model")
+    weights = report.get("weights") or {}
+    if is_random(weights) and weights.get("by_design"):  # regime=scratch won: no pretrained start was meant
+        return f"Training report: {name} trained from scratch (regime {(report.get('best') or {}).get('regime')})"
+    if is_random(weights):
+        return f"Training report: {name} from random initialisation (no pretrained weights)"
+    if weights.get("kind") == "hub" and weights.get("tag") and "." not in str(name):
+        return f"Training report: {name}.{weights['tag']}"
+    return f"Training report: {name}"
 
 
 def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
@@ -186,11 +196,12 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
     on_test = "test" in report
     on_cv = not on_test and "crossval" in report
     data: dict = {
-        "title": f"Training report: {report.get('backbone', 'model')}",
+        "title": page_title(report),
         "subtitle": " · ".join(
             [str(out_dir), str(report.get("data", "")), datetime.datetime.now().strftime("%Y-%m-%d %H:%M")]
         ),
-        "warnings": headline_warnings(headline),
+        "provenance": provenance_lines(report),
+        "warnings": weights_warnings(report) + headline_warnings(headline),
         "headline": headline,
         "metrics": report["test"] if on_test else report["crossval"] if on_cv else report["best"],
         "images": {
@@ -201,10 +212,14 @@ def fit_page_data(report: dict, out_dir: Path, ev: FitEvidence) -> dict:
         "evidence": _evidence(report),
     }
     if not on_test and not on_cv and len(report.get("runs", [])) > 1:
-        data["warnings"].append(
-            f"no test/ folder: the headline is the {ev.eval_name} accuracy the regime and seed were chosen on, "
-            "which is optimistic; add a test/ folder for an unbiased number"
-        )
+        if ev.eval_name == "val":
+            fix = "no test/ folder: the headline is the val accuracy the regime and seed were chosen on, which is "
+            fix += "optimistic; add a test/ folder for an unbiased number"
+        else:  # a test/ folder (or the digits' test images) is the held-out split: it chose the regime and seed
+            fix = f"the headline is the {ev.eval_name} accuracy the regime and seed were chosen on, which is "
+            fix += "optimistic; an unbiased number needs images that chose nothing (a val/ folder beside test/ to "
+            fix += "choose on, or a single regime and seed)"
+        data["warnings"].append(fix)
     scored = _scored(ev)
     if scored is not None:
         idx, probs = scored

@@ -14,6 +14,7 @@ import torch
 
 from transfer.backbones.base import Backbone
 from transfer.backbones.factory import create_backbone
+from transfer.backbones.provenance import RANDOM, file_sha256
 from transfer.data.splits import stratified_split
 from transfer.data.task import TaskData, load_digits_task, load_task
 from transfer.errors import UserError
@@ -94,19 +95,27 @@ def start(req: FitRequest, first: Regime) -> Started:
             f" -> {path}"
         )
     built: dict[str, Backbone] = {}
+    source_weights = source_provenance(source, cfg.source) if source else None
 
     def make_backbone(regime: Regime) -> Backbone:
         if regime is first and "first" in built:  # the body built to read the preprocessing, used once
             return built.pop("first")
         if not regime.pretrained:
-            return create_backbone(bb.name, pretrained=False, **bb.kwargs)
+            body = create_backbone(bb.name, pretrained=False, **bb.kwargs)
+            if body.weights_source and body.weights_source.get("kind") == RANDOM:
+                reason = f"regime={regime.name} trains the body from scratch"
+                body.weights_source = {**body.weights_source, "reason": reason, "by_design": True}
+            return body
         if not weights and not bb.pretrained:
             log.warning(
                 "regime %s uses backbone %s with random weights (backbone.pretrained=false, no weights)",
                 regime.name,
                 bb.name,
             )
-        return create_backbone(bb.name, pretrained=bb.pretrained, weights=weights, **bb.kwargs)
+        body = create_backbone(bb.name, pretrained=bb.pretrained, weights=weights, **bb.kwargs)
+        if source_weights:  # the model dir loaded is this run's own source model: say so, not "an earlier run"
+            body.weights_source = dict(source_weights)
+        return body
 
     torch.manual_seed(req.seeds[0])
     body = make_backbone(first)  # resolves weights first: no network is reported before any decoding
@@ -115,6 +124,20 @@ def start(req: FitRequest, first: Regime) -> Started:
     if cfg.data.kind != "folder":  # a folder's scan has printed its own summary
         print(f"data: {task.description}")
     return Started(make_backbone, task, weights, source, body)
+
+
+def source_provenance(source: dict, src) -> dict:
+    """The provenance (backbones/provenance.py) of bodies that start from the source model trained in this run."""
+    path = Path(source["model_dir"])
+    return {
+        "kind": "source_model",
+        "path": str(path.absolute()),
+        "sha256": file_sha256(path / "model.safetensors"),
+        "data": "digits",
+        "classes": list(src.classes),
+        "accuracy": source["accuracy"],
+        "reused": source.get("reused"),
+    }
 
 
 def source_key(cfg: FitConfig) -> str:

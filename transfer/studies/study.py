@@ -20,6 +20,7 @@ from transfer.distributed import is_rank_zero
 from transfer.eval.metrics import classification_metrics
 from transfer.eval.plots import plot_confusion, plot_curves, plot_regimes
 from transfer.eval.stats import paired_table, wilson_interval
+from transfer.features.cache import FeatureCache
 from transfer.model.heads import create_head
 from transfer.model.model_dir import copy_model_dir, save_model_dir
 from transfer.studies.config import FitConfig
@@ -50,10 +51,14 @@ class RunResult:
     train_idx: list[int] = field(default_factory=list, repr=False)  # the split this run trained on
     eval_idx: list[int] = field(default_factory=list, repr=False)  # ... and was scored on (indices into the images)
     probs: torch.Tensor | None = field(default=None, repr=False)  # N_eval x num_classes softmax on eval_idx
+    weights: dict | None = None  # where the body's weights came from (backbones/provenance.py)
+    feature_cache: dict | None = None  # frozen runs: FeatureCache.key_record of the features the head trained on
+    norm: str = ""  # fine-tunes: the BatchNorm statistics used and why (training/norm_policy.py)
 
     def summary(self) -> dict:
         """What metrics.json keeps of a run (no indices, no probabilities)."""
-        keep = ("regime", "seed", "metrics", "seconds", "trainable_params", "model_dir")
+        keep = ("regime", "seed", "metrics", "seconds", "trainable_params", "model_dir", "weights", "feature_cache")
+        keep += ("norm",)
         return {k: getattr(self, k) for k in keep}
 
 
@@ -134,10 +139,12 @@ def run_study(
                 if resume and (ckpt := resume_checkpoint(ckpt_dir)):
                     log.info("resume: %s continues from its checkpoint %s", run_name, Path(ckpt).name)
                 options = RunOptions(validate_each_epoch=single, checkpoint_dir=str(ckpt_dir))
+                weights = backbone.weights_source
                 fitted = fit_classifier(
                     backbone, head, regime, train, evaluation, replace(cfg, seed=seed), log_dir, quiet, options
                 )
                 metrics = classification_metrics(fitted.val_probs, evaluation.labels, images.classes)
+                features = feature_key(fitted.classifier.backbone, cfg) if regime.body_frozen else None
                 if is_rank_zero():
                     save_model_dir(
                         mdir,
@@ -152,6 +159,8 @@ def run_study(
                             "eval_accuracy": metrics["accuracy"],
                             "epoch": fitted.best_epoch,  # 0-based, the epoch whose weights these are; None: the last
                             "selected_by": fitted.selected_by,  # why: e.g. "val/acc on 20% of train (inner split) ..."
+                            "feature_cache": features,  # frozen: where the features the head trained on are
+                            "norm": fitted.norm,  # fine-tunes: which BatchNorm statistics, and why
                         },
                     )
                     probs = fitted.val_probs
@@ -164,6 +173,9 @@ def run_study(
                             "trainable_params": fitted.trainable_params,
                             "probs": probs.tolist() if probs is not None else None,
                             "probs_dtype": str(probs.dtype).removeprefix("torch.") if probs is not None else None,
+                            "weights": weights,
+                            "feature_cache": features,
+                            "norm": fitted.norm,
                         },
                     )
                     discard_checkpoints(ckpt_dir)
@@ -177,6 +189,9 @@ def run_study(
                     list(train_idx),
                     list(eval_idx),
                     fitted.val_probs,
+                    weights,
+                    features,
+                    fitted.norm,
                 )
                 result.runs.append(run)
                 if on_run and is_rank_zero():
@@ -217,7 +232,15 @@ def run_from_record(record: dict, regime: str, seed: int, mdir: Path, train_idx,
         list(train_idx),
         list(eval_idx),
         probs,
+        record.get("weights"),
+        record.get("feature_cache"),
+        record.get("norm", ""),
     )
+
+
+def feature_key(body: Backbone, cfg: FitConfig) -> dict:
+    """The feature cache's address for a frozen run's body (the same key `training/fit.py` extracted under)."""
+    return FeatureCache(body, cfg.features, "cpu", cfg.augment).key_record()
 
 
 def paired_runs(result: StudyResult) -> tuple[list[RunResult], str]:
@@ -273,7 +296,13 @@ def write_study_report(result: StudyResult, out_dir: Path, classes: list[str], e
     best = result.best
     report = {
         "table": table,
-        "best": {"regime": best.regime, "seed": best.seed, "model_dir": result.best_model_dir, **best.metrics},
+        "best": {
+            "regime": best.regime,
+            "seed": best.seed,
+            "model_dir": result.best_model_dir,
+            "norm": best.norm,
+            **best.metrics,
+        },
         "runs": [r.summary() for r in result.runs],
         **extra,
     }

@@ -23,7 +23,7 @@ from transfer.errors import (
 from transfer.features.config import FeatureConfig
 
 MISSING = "???"
-NORMS = ("eval", "train")
+NORMS = ("eval", "train", "adapt", "auto")
 CLASS_WEIGHTS = ("auto", "none", "balanced")
 SOLVERS = ("lbfgs", "sgd")
 OPTIMIZERS = ("adamw", "sgd")
@@ -41,8 +41,10 @@ class Regime:
     """How much of the body trains (conf/regime/*.yaml are the presets): frozen_stages None = all frozen (the
     frozen regime), k = the first k stages frozen (partial), 0 = nothing frozen (full, scratch).
 
-    norm="eval" keeps every norm layer of the body on its pretrained statistics (safe with small batches); "train"
-    updates them (needed from scratch). Frozen layers are always in eval mode.
+    norm (BatchNorm statistics, training/norm_policy.py): eval keeps the pretrained ones (safe with small batches),
+    train updates them every batch (from scratch), adapt re-estimates them once on the training images (AdaBN),
+    auto measures how far the images' statistics are from the pretrained ones and picks eval or adapt. Frozen layers
+    are always in eval mode.
     """
 
     name: str = MISSING
@@ -135,7 +137,10 @@ class TrainerConfig:
     """pytorch_lightning.Trainer arguments (None: Lightning's default), and which epoch a fit keeps."""
 
     max_epochs: int = 10
-    monitor: str = "val/acc"  # the epoch kept: best val/acc | val/loss on a split of train, or none (the last)
+    # the epoch kept: none = the schedule's last, every image trained on (the default: on a few hundred images
+    # a held-out fifth chose noisy epochs and cost 2-5 points, docs/benchmarks.md) | val/acc | val/loss on a
+    # split of train
+    monitor: str = "none"
     patience: int = 10  # stop after this many epochs without a better monitor; 0: run every epoch
     select_fraction: float = 0.2  # of each class's training images, held out to choose the epoch
     select_on: str = "inner"  # inner: that split of train | val: the val split (when it is not what is reported)

@@ -55,6 +55,17 @@ def resolve_num_workers(value: int | str, cores: int | None = None, cap: int = 8
     return workers
 
 
+SMALL_WORK = 2e8  # parameters x input pixels below which one CPU thread trains as fast as several (LeNet: 6e7)
+
+
+def cpu_threads_for(num_params: int, input_pixels: int, device: str) -> int | None:
+    """1 for a small model on the CPU: its ops are too short to share between threads, and on a busy machine the
+    second thread's spinning made the digits study's fine-tunes 5-30x slower (measured); None: leave torch's count."""
+    if _check_device(device) != "cpu":
+        return None
+    return 1 if num_params * input_pixels < SMALL_WORK else None
+
+
 def use_channels_last(backbone_name: str, device: str) -> bool:
     """channels_last memory format for convnets on CUDA (tensor-core convolutions want NHWC); never on CPU."""
     if _check_device(device) != "cuda":

@@ -9,8 +9,10 @@ The decisions are pure functions of plain facts (device_defaults.py); `device_pl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +98,18 @@ def device_plan(trainer: dict, num_workers: int | str, backbone_name: str) -> De
     """plan_device with this machine's facts."""
     cuda = torch.cuda.is_available()
     return plan_device(trainer, num_workers, backbone_name, cuda, cuda and torch.cuda.is_bf16_supported())
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: unchanged) for the block, on the CPU."""
+    before = torch.get_num_threads()
+    if threads and torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def prepare_module(

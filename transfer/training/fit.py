@@ -1,6 +1,8 @@
 """Train one classifier under one regime: the frozen regime on precomputed features, the others end to end.
 
-Every fit keeps its best epoch, not its last: `trainer.monitor` (val/acc by default) is scored each epoch on a
+By default a fit trains on every training image and keeps the schedule's last epoch (`trainer.monitor=none`): on a
+few hundred images a held-out fifth chose noisy epochs and cost points (docs/benchmarks.md). With
+`trainer.monitor=val/acc` (or val/loss) a fit keeps its best epoch instead: the monitor is scored each epoch on a
 selection split, training stops after `patience` epochs without improvement, and the best epoch's weights are what
 the fit returns (and the model dir saves). The selection split is carved from `train` (stratified, 20% of each
 class, at least one image per class; `trainer.select_on=inner`, the default) because `val` is what callers report:
@@ -33,9 +35,17 @@ from transfer.eval.scoring import write_rows_csv
 from transfer.features.cache import FeatureCache
 from transfer.features.tap import is_penultimate
 from transfer.model.classifier import Classifier
+from transfer.training import norm_policy
 from transfer.training.class_weights import class_weights
 from transfer.training.config import Regime, TrainConfig, TrainerConfig
-from transfer.training.device_setup import device_plan, prepare_module, quiet_worker_warning, restore_memory_format
+from transfer.training.device_defaults import cpu_threads_for
+from transfer.training.device_setup import (
+    cpu_threads,
+    device_plan,
+    prepare_module,
+    quiet_worker_warning,
+    restore_memory_format,
+)
 from transfer.training.head_engine import predict_head, train_head, uses_lbfgs
 from transfer.training.hyperrule import apply_hyperrule
 from transfer.training.lp_init import LP_EPOCHS, probe_head
@@ -72,6 +82,7 @@ class FitOutcome:
     trainable_params: int
     best_epoch: int | None = None  # the epoch whose weights were kept (0-based); None: the last one
     selected_by: str = "last epoch"  # e.g. "val/acc on 20% of train (inner split), patience 10"
+    norm: str = ""  # fine-tunes: the BatchNorm statistics used and why (norm_policy.NormDecision.describe)
 
 
 def make_trainer(
@@ -142,7 +153,7 @@ def selection_split(
 ) -> tuple[LabelledImages, LabelledImages | None, str]:
     """(images to fit, images that choose the epoch or None, where they come from) as the module docstring says."""
     if not cfg.trainer.selects:
-        return train, None, ""
+        return train, None, "last epoch of the schedule, every training image trained on (trainer.monitor=none)"
     if cfg.trainer.select_on == "val":
         if val is not None and len(val):
             return train, val, "val"
@@ -191,6 +202,13 @@ def fit_classifier(
         cfg, schedule = apply_hyperrule(cfg, len(fit_part))
         if schedule:
             log.info("%s: %s", regime.name, schedule)
+    norm = ""
+    if not regime.body_frozen:
+        decision = norm_policy.decide(regime.norm, backbone, fit_part, build_eval_transform(backbone.preprocessing))
+        if decision.policy == "adapt":
+            norm_policy.adapt(backbone, fit_part, build_eval_transform(backbone.preprocessing))
+        norm = decision.describe()
+        log.info("%s: %s", regime.name, norm)
     fitter = _fit_frozen if regime.body_frozen else _fit_end_to_end
     probs, best_epoch, selected_by = fitter(backbone, head, regime, fit_part, select, val, cfg, out_dir, quiet, run)
     if select is not None:
@@ -199,15 +217,15 @@ def fit_classifier(
         selected_by = where
     if schedule:
         selected_by += f"; schedule {schedule}"
-    return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by)
+    return _outcome(backbone, head, regime, probs, time.perf_counter() - start, best_epoch, selected_by, norm)
 
 
-def _outcome(backbone, head, regime, probs, seconds, best_epoch, selected_by) -> FitOutcome:
+def _outcome(backbone, head, regime, probs, seconds, best_epoch, selected_by, norm="") -> FitOutcome:
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
     if not regime.body_frozen:
         trainable += backbone.num_trainable()
     classifier = Classifier(backbone.cpu(), head.cpu()).eval()
-    return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by)
+    return FitOutcome(classifier, probs, seconds, trainable, best_epoch, selected_by, norm)
 
 
 def _frozen_cache(backbone, cfg: TrainConfig, quiet: bool) -> FeatureCache:
@@ -252,15 +270,25 @@ def _fit_frozen(backbone, head, regime, train, select, val, cfg, out_dir, quiet,
 
 
 def _fit_end_to_end(backbone, head, regime, train, select, val, cfg, out_dir, quiet, run: RunOptions):
-    pre, augment = backbone.preprocessing, cfg.augment
-    if regime.lp_init and cfg.head.lp_init:
-        probe_head(backbone, head, train, select, cfg, head_device(cfg), run.lp_epochs)
-    module = transfer_module(backbone, head, regime, train, cfg, log_train_metrics=out_dir is not None or not quiet)
     trainer_args = {"max_epochs": cfg.trainer.max_epochs, **cfg.trainer.lightning_args()}
     trainer_args["compile"] = cfg.trainer.compile
     plan = device_plan(trainer_args, cfg.data.num_workers, backbone.name)  # precision, workers, channels_last, compile
     quiet_worker_warning(plan)
-    log.info("device: %s", plan.describe())
+    size = backbone.preprocessing.size
+    params = sum(p.numel() for p in [*backbone.parameters(), *head.parameters()])
+    threads = cpu_threads_for(params, size[0] * size[1], plan.device)
+    log.info("device: %s%s", plan.describe(), ", 1 CPU thread (a small model)" if threads == 1 else "")
+    with cpu_threads(threads):
+        if regime.lp_init and cfg.head.lp_init:
+            probe_head(backbone, head, train, select, cfg, head_device(cfg), run.lp_epochs)
+        logs = out_dir is not None or not quiet  # a logger or a progress bar reads the per-step train metrics
+        module = transfer_module(backbone, head, regime, train, cfg, log_train_metrics=logs)
+        return _fit_lightning(backbone, head, train, select, val, cfg, out_dir, quiet, run, module, plan)
+
+
+def _fit_lightning(backbone, head, train, select, val, cfg, out_dir, quiet, run: RunOptions, module, plan):
+    """The Lightning fit of `module` (the best epoch restored), then its probabilities on `val`."""
+    pre, augment = backbone.preprocessing, cfg.augment
     pca = fit_pca_colour(train.pixels, seed=cfg.seed) if augment.pca_noise else None
     train_tf, eval_tf = build_train_transform(pre, augment, pca), build_eval_transform(pre)
     loop_val = select if select is not None else (val if run.validate_each_epoch else None)

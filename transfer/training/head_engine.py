@@ -30,6 +30,7 @@ class HeadResult:
     best_epoch: int | None = None  # sgd with selection features: the epoch kept (0-based); None: the last / lbfgs
     probe: ProbeResult | None = None  # lbfgs: the L2 grid, folds, CV accuracy, notes, each image's fold
     history: list[dict] = field(default_factory=list)  # sgd: one row per epoch
+    views: str = ""  # features.views=auto: which cached views the head trained on, and the evidence
 
     @property
     def notes(self) -> list[str]:
@@ -58,8 +59,16 @@ def train_head(
 
     `select` (N_sel x D centre features, labels) chooses the epoch of an epoch-trained head; the converged probe
     needs no epoch and trains on those rows too (when the features have one view). `solver` overrides head.solver
-    (the linear-probe baseline and stage probes are the L-BFGS probe by definition)."""
+    (the linear-probe baseline and stage probes are the L-BFGS probe by definition). With `features.views=auto` and
+    more than one cached view, the converged probe's cross-validated accuracy on the centre view alone and on every
+    view decides which rows the head trains on (ties: the centre alone)."""
+    views, chosen = "", None
+    if str(cfg.features.views) == "auto" and features.dim() == 3 and features.shape[1] > 1:
+        classes = len(class_names) if class_names else int(labels.max()) + 1
+        features, chosen, views = _choose_views(features, labels, classes, cfg, device, class_names, groups)
     if uses_lbfgs(head, cfg, solver):
+        if chosen is not None and select is None:  # the probe on the chosen rows is already fitted
+            return _copy_probe(head, chosen, views)
         if select is not None and len(select[0]) and (features.dim() == 2 or features.shape[1] == 1):
             rows = features if features.dim() == 3 else features.unsqueeze(1)
             features = torch.cat([rows, select[0].unsqueeze(1)])
@@ -75,22 +84,43 @@ def train_head(
             l2_grid=cfg.head.l2_grid,
             max_iter=cfg.head.max_iter,
         )
-        with torch.no_grad():
-            head.weight.copy_(result.linear.weight)
-            head.bias.copy_(result.linear.bias)
-        how = f"L2 {result.l2:.2g} by {result.folds}-fold CV" if result.folds else f"L2 {result.l2:.2g} (no CV)"
-        return HeadResult(head, "lbfgs", f"{how}; L-BFGS to gradient norm {result.grad_norm:.1e}", probe=result)
+        return _copy_probe(head, result, views)
     sel_x, sel_y = select if select is not None else (None, None)
     fit = fit_heads(
         [head], [cfg.head.lr], features, labels, cfg, device=device, select_features=sel_x, select_labels=sel_y,
         epochs=epochs,
     )  # fmt: skip
     n = cfg.trainer.max_epochs if epochs is None else epochs
-    chosen = fit.best_epochs[0]
+    best = fit.best_epochs[0]
     how = f"{n} epochs of {cfg.optimizer.name}" + (
-        f", best epoch {chosen} on the selection split" if chosen is not None else ""
+        f", best epoch {best} on the selection split" if best is not None else ""
     )
-    return HeadResult(head, "sgd", how, chosen, history=fit.history)
+    return HeadResult(head, "sgd", how + (f"; {views}" if views else ""), best, history=fit.history, views=views)
+
+
+def _copy_probe(head: nn.Module, result: ProbeResult, views: str) -> HeadResult:
+    with torch.no_grad():
+        head.weight.copy_(result.linear.weight)
+        head.bias.copy_(result.linear.bias)
+    how = f"L2 {result.l2:.2g} by {result.folds}-fold CV" if result.folds else f"L2 {result.l2:.2g} (no CV)"
+    how += f"; L-BFGS to gradient norm {result.grad_norm:.1e}" + (f"; {views}" if views else "")
+    return HeadResult(head, "lbfgs", how, probe=result, views=views)
+
+
+def _choose_views(
+    features, labels, num_classes, cfg, device, class_names, groups
+) -> tuple[torch.Tensor, ProbeResult, str]:
+    """(the rows to train on, the probe fitted on them, one line of evidence): the centre view alone or every view,
+    whichever the cross-validated probe scores higher (folds keep an image's views together)."""
+    kw = {"seed": cfg.seed, "device": device, "class_names": class_names, "groups": groups, "l2_grid": cfg.head.l2_grid}
+    one = fit_linear_probe(features[:, :1], labels, num_classes, max_iter=cfg.head.max_iter, **kw)
+    every = fit_linear_probe(features, labels, num_classes, max_iter=cfg.head.max_iter, **kw)
+    k = features.shape[1]
+    if every.cv_accuracy > one.cv_accuracy:
+        why = f"all {k} views (CV {every.cv_accuracy:.3f} vs {one.cv_accuracy:.3f} for the centre alone)"
+        return features, every, f"features.views=auto: {why}"
+    why = f"the centre view alone (CV {one.cv_accuracy:.3f} vs {every.cv_accuracy:.3f} with all {k})"
+    return features[:, :1], one, f"features.views=auto: {why}"
 
 
 @torch.no_grad()

@@ -8,8 +8,7 @@ on them (`monitor`) and training stops once every head went `patience` epochs wi
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,20 +17,9 @@ from torch import nn
 from transfer.features.dataset import SampledViews
 from transfer.training.class_weights import class_weights
 from transfer.training.config import TrainConfig
+from transfer.training.device_setup import cpu_threads
 from transfer.training.optim import ParamGroup, build_optimizer, build_scheduler
 from transfer.training.selection import BestEpoch
-
-
-@contextlib.contextmanager
-def one_cpu_thread(device: torch.device | str = "cpu") -> Iterator[None]:
-    """Train a tiny head on one thread: on a small matmul more CPU threads only spin (10x slower on a busy CPU)."""
-    before = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -66,7 +54,7 @@ def fit_heads(
     if select_features is not None and select_labels is not None and len(select_features) and how.trainer.selects:
         select = (select_features, select_labels)
     epochs = how.trainer.max_epochs if epochs is None else epochs
-    with one_cpu_thread(device):
+    with cpu_threads(1, device):  # a tiny head: more threads only wait on each other
         return _fit(list(heads), list(lrs), features, labels, how, epochs, val_features, val_labels, device, select)
 
 

@@ -6,8 +6,6 @@ frozen regime are never mixed (one fixed view per image is the point of the cach
 from __future__ import annotations
 
 import torch
-from timm.data import Mixup
-from timm.data.mixup import mixup_target
 
 from transfer.data.config import AugmentConfig
 
@@ -17,6 +15,8 @@ class BatchMixer:
     mirror in the batch and needs an even batch: an odd last image keeps its own (smoothed) one-hot target."""
 
     def __init__(self, spec: AugmentConfig, num_classes: int, label_smoothing: float = 0.0) -> None:
+        from timm.data import Mixup  # only when mixing: timm costs a second of start-up
+
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.mix = Mixup(
             mixup_alpha=spec.mixup,
@@ -31,6 +31,8 @@ class BatchMixer:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(x) // 2 * 2
         x = x.clone()
+        from timm.data.mixup import mixup_target
+
         target = mixup_target(y, self.num_classes, 1.0, self.label_smoothing)  # B x C, unmixed
         if n >= 2:
             x[:n], target[:n] = self.mix(x[:n], y[:n])

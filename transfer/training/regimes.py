@@ -24,7 +24,7 @@ def apply_regime(backbone: Backbone, regime: Regime) -> None:
     """Set requires_grad and the norm-layer policy on `backbone` in place."""
     check_stages(backbone, regime)
     backbone.freeze_stages(regime.frozen_stages)
-    if regime.norm == "eval":
+    if regime.norm != "train":  # eval, adapt and auto keep running statistics fixed while training
         backbone.set_norm_eval([m for m in backbone.modules() if isinstance(m, NORM_TYPES)])
 
 

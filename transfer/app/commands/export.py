@@ -22,4 +22,4 @@ def run(cfg: Config) -> None:
         path = export_model_dir(model, fmt)
     print(f"exported ({fmt}): {path}")
     if fmt == "onnx":
-        print("run it anywhere with onnxruntime: see README, 'Export' (class names and preprocessing are inside)")
+        print("run it anywhere with onnxruntime: see docs/export.md (class names and preprocessing are inside)")

@@ -74,19 +74,15 @@ def print_summary(report: dict, out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from transfer.eval.evidence_tables import REGIME_COLUMNS, regime_rows
+    from transfer.eval.report_sections import provenance_lines, weights_warnings
+
     eval_name = report.get("eval_split", "val")
     table = Table(title=f"{eval_name} accuracy ({len(report['classes'])} classes)")
-    for col in ("regime", "accuracy ± std", "macro F1", "seeds", "trainable", "s/run"):
+    for col in REGIME_COLUMNS:
         table.add_column(col, justify="left" if col == "regime" else "right")
-    for regime, row in report["table"].items():
-        table.add_row(
-            regime,
-            f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
-            f"{row['f1_macro_mean']:.3f}",
-            str(len(row["seeds"])),
-            f"{row['trainable_params']:,}",
-            f"{row['seconds_per_run']:.1f}",
-        )
+    for row in regime_rows(report["table"]):
+        table.add_row(*row)
     console = Console() if Console().is_terminal else Console(width=120)  # piped: do not squeeze tables into 80
     if "auto" in report:
         console.print(auto_table(report["auto"]))
@@ -112,6 +108,11 @@ def print_summary(report: dict, out_dir: Path) -> None:
         )
     if "headline" in report:
         print(headline_line(report["headline"]))
+    for line in provenance_lines(report):
+        print(line)
+    for warning in weights_warnings(report):
+        print(f"warning: {warning}")
+    if "headline" in report:
         for warning in chance_warnings(report):
             print(f"warning: {warning}")
     model_dir = best["model_dir"]
@@ -180,18 +181,16 @@ def auto_table(auto: dict):
     """regime=auto's evidence as a rich table, with the choice and its reason in the caption."""
     from rich.table import Table
 
+    from transfer.eval.evidence_tables import AUTO_COLUMNS, auto_rows, auto_scope
+
     table = Table(
-        title=f"regime=auto: evidence on the training images ({auto['inner_val_images']} held out inside them)",
+        title=f"regime=auto: evidence on the training images ({auto_scope(auto)})",
         caption=f"chosen: {auto['chosen']} - {auto['reason']}",
     )
-    for col in ("evidence", "regime", "accuracy (95% CI)", "CV accuracy", "s", "note"):
+    for col in AUTO_COLUMNS:
         table.add_column(col)
-    for r in auto["evidence"]:
-        acc = (
-            f"{r['accuracy']:.3f} ({r['accuracy_ci95'][0]:.3f}-{r['accuracy_ci95'][1]:.3f})" if "accuracy" in r else ""
-        )
-        cv = f"{r['cv_accuracy']:.3f} ({r['folds']}-fold)" if r.get("cv_accuracy") is not None else ""
-        table.add_row(r["evidence"], r["regime"] or "", acc, cv, f"{r['seconds']:.1f}", short_note(r.get("note", "")))
+    for row in auto_rows(auto, short_note):
+        table.add_row(*row)
     return table
 
 
@@ -201,4 +200,4 @@ def short_note(note: str) -> str:
         return "L2 at the weak end of the grid"
     if "strongest penalty" in note:
         return "L2 at the strong end of the grid"
-    return note.replace(" (stopped at its share of the budget)", ", cut at budget")
+    return note.replace(" (stopped at its share of the budget)", ", cut at budget").replace(" (set-up and scoring)", "")

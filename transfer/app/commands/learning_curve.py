@@ -47,3 +47,9 @@ def print_curve(result: dict) -> None:
         table.add_row(*row)
     Console().print(table)
     print(result["sentence"])
+    from transfer.backbones.provenance import provenance_line
+    from transfer.eval.report_sections import weights_warnings
+
+    print(f"weights: {provenance_line(result.get('weights'))}")
+    for warning in weights_warnings(result):
+        print(f"warning: {warning}")

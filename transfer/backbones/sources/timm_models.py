@@ -160,6 +160,6 @@ def timm_spec(name: str) -> BackboneSpec | None:
         name=arch,
         builder=lambda pretrained=False, tag=None, **kw: build_timm(arch, pretrained=pretrained, tag=tag, **kw),
         source="timm",
-        pretrained_tags=timm_tags(arch),
+        tags=timm_tags(arch),
         description=f"timm model {arch}",
     )
