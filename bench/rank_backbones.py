@@ -16,6 +16,7 @@ LogME beside it. The truth it is checked against: each body's probe fitted on al
 
     python bench/rank_backbones.py             # ~6 minutes on 2 shared CPU cores (features cached in /tmp)
     python bench/rank_backbones.py --tiny      # 12 photos per class and split: a smoke run
+    python bench/rank_backbones.py features.views=flip   # the ranking (and the truth) on centre + mirrored views
 
 Prints one line per body, the verdicts, then ONE JSON line.
 """
@@ -36,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's transfer, not an installed one
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from weather_features import BACKBONE, PLUGIN, SHARED, VIEWS, missing_reason  # noqa: E402
+from weather_features import BACKBONE, PLUGIN, SHARED, missing_reason  # noqa: E402
 
 VARIANT = "mobilenet_v2_coral_64px"
 
@@ -77,15 +78,15 @@ def tiny_copy(data: Path, per_class: int, out: Path) -> Path:
     return out
 
 
-def test_scores(data: Path, spec: dict, cache_dir: Path, decoded: dict) -> dict:
-    """The truth for one body: its probe fitted on all train/ photos (the views the ranking cached), scored on test/."""
+def test_scores(data: Path, spec: dict, cfg, decoded: dict) -> dict:
+    """The truth for one body: its probe fitted on all train/ photos (the views the ranking cached: `cfg` is the
+    ranking's config), scored on test/."""
     from transfer.backbones.factory import create_backbone
     from transfer.data.labelled import LabelledImages
     from transfer.data.pixels import scan_and_decode
     from transfer.eval.scoring import scored_metrics
-    from transfer.features import FeatureCache, FeatureConfig
+    from transfer.features import FeatureCache
     from transfer.studies.probe_baseline import probe_probs
-    from transfer.training.config import TrainConfig
 
     torch.manual_seed(0)  # the start-up seeds the first body with the first seed: the same random weights
     body = create_backbone(spec["name"], pretrained=False, weights=spec.get("weights"))
@@ -93,18 +94,18 @@ def test_scores(data: Path, spec: dict, cache_dir: Path, decoded: dict) -> dict:
     if key not in decoded:
         decoded[key] = scan_and_decode(data, body.preprocessing, workers=1)
     manifest, pixels = decoded[key]
-    cache = FeatureCache(body, FeatureConfig(cache_dir=str(cache_dir), progress=False), "cpu")
+    cache = FeatureCache(body, cfg.features, "cpu", cfg.augment)
     parts = {}
     for split in ("train", "test"):
         idx = [i for i, s in enumerate(manifest.samples) if s.split == split]
         labels = torch.tensor([manifest.samples[i].label for i in idx])
         names = [manifest.samples[i].path for i in idx]
         parts[split] = LabelledImages(pixels[idx], labels, list(manifest.classes), names)
-    train = cache.features(parts["train"], VIEWS)  # N x 2 x D: found in the ranking's cache
+    train = cache.features(parts["train"], cache.views())  # N x K x D: found in the ranking's cache
     reused = cache.last.extracted == 0
     test = cache.features(parts["test"], ["center"])[:, 0]
     classes = list(manifest.classes)
-    probs, l2 = probe_probs(train, parts["train"].labels, test, TrainConfig(), "cpu", classes)
+    probs, l2 = probe_probs(train, parts["train"].labels, test, cfg, "cpu", classes)
     m = scored_metrics(probs, parts["test"].labels, classes)
     correct = (probs.argmax(1) == parts["test"].labels).tolist()
     return {"accuracy": m["accuracy"], "ci95": m["accuracy_ci95"], "l2": l2, "correct": correct, "same_body": reused}
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--backbones", type=Path, default=SHARED / "backbones")
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/transfer-bench-features"))
     ap.add_argument("--tiny", action="store_true", help="12 photos per class and split")
+    ap.add_argument("overrides", nargs="*", help="key=value settings for the ranking, e.g. features.views=flip")
     args = ap.parse_args()
     reason = missing_reason(args.data, args.backbones)
     if reason:
@@ -124,6 +126,7 @@ def main() -> None:
     began = time.perf_counter()
     register_variant(args.backbones)
     import transfer
+    from transfer.app.api import library_config
     from transfer.eval.stats import compare_models
     from transfer.studies.rank_backbones import candidates_of
 
@@ -131,6 +134,8 @@ def main() -> None:
     data = tiny_copy(args.data, 12, work / "weather") if args.tiny else args.data
     specs = candidates(args.backbones / f"{BACKBONE}.safetensors")
     overrides = [f"features.cache_dir={args.cache_dir}", "features.progress=false", "trainer.accelerator=cpu"]
+    overrides += args.overrides
+    cfg = library_config(data / "train", "resnet18", "frozen", "softmax", overrides)  # what the ranking reads
     t = time.perf_counter()
     ranking = transfer.rank_backbones(data / "train", list(specs.values()), work / "run", overrides)
     rank_seconds = time.perf_counter() - t
@@ -140,7 +145,7 @@ def main() -> None:
     rows = {}
     for label, key in keys.items():
         c = by_label[label]
-        truth = test_scores(data, specs[key], args.cache_dir, decoded)
+        truth = test_scores(data, specs[key], cfg, decoded)
         rows[key] = {
             "label": label,
             "cv_accuracy": c.accuracy,

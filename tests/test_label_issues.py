@@ -164,11 +164,7 @@ def test_label_issues_bench_tiny(tmp_path):
 
 @pytest.mark.slow  # starts Chromium: ~7 s on 2 busy cores
 def test_label_issues_section_in_chromium(tmp_path):
-    from tests.test_report_page import _chromium, _need_browser
-
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
+    from tests import browser
     from transfer.eval.page import write_report
 
     y, p = _probs()
@@ -179,20 +175,9 @@ def test_label_issues_section_in_chromium(tmp_path):
     page_path = write_report(
         {"title": "label issues", "label_issues": label_issues_section(found, pixels)}, tmp_path / "r.html"
     )
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri(), wait_until="load")
-            widths = page.eval_on_selector_all(
-                "#label_issues img", "els => els.map(e => e.complete ? e.naturalWidth : 0)"
-            )
-            text = page.inner_text("#label_issues")
-        finally:
-            browser.close()
+    with browser.open_page(page_path) as (page, errors):
+        widths = page.eval_on_selector_all("#label_issues img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        text = page.inner_text("#label_issues")
     assert errors == []
     assert len(widths) == 2 and all(w > 0 for w in widths)
     assert "2 of 60 images may be mislabelled" in text and "suggested: rain" in text

@@ -142,27 +142,13 @@ def test_label_issues_cli_on_a_folder(flipped, run_cli, tmp_path):
 
 @pytest.mark.slow  # starts Chromium: ~7 s on 2 busy cores
 def test_the_fit_page_shows_the_label_issues_section_in_chromium(fitted):
-    from tests.test_report_page import _chromium, _need_browser
-
-    _need_browser()
-    from playwright.sync_api import sync_playwright
+    from tests import browser
 
     report, out = fitted
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((out / "report.html").as_uri(), wait_until="load")
-            visible = page.is_visible("#label_issues")
-            widths = page.eval_on_selector_all(
-                "#label_issues img", "els => els.map(e => e.complete ? e.naturalWidth : 0)"
-            )
-            text = page.inner_text("#label_issues")
-        finally:
-            browser.close()
+    with browser.open_page(out / "report.html") as (page, errors):
+        visible = page.is_visible("#label_issues")
+        widths = page.eval_on_selector_all("#label_issues img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        text = page.inner_text("#label_issues")
     assert errors == [] and visible
     assert len(widths) == 2 and all(w > 0 for w in widths)
     assert "2 of 60 images may be mislabelled" in text and "given: light" in text and "suggested: dark" in text

@@ -179,28 +179,14 @@ def test_suggest_cli(world, run_cli, tmp_path):
 
 @pytest.mark.slow  # starts Chromium: ~7 s on 2 busy cores
 def test_contact_sheet_in_chromium(world, tmp_path):
-    from tests.test_report_page import _chromium, _need_browser
-
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
+    from tests import browser
     from transfer.app.commands.suggest import suggest_config
 
     base, _, pool = world
     run = suggest_config(_config(base, pool, "n=4"), tmp_path, None)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(run.page.as_uri(), wait_until="load")
-            loaded = "els => els.map(e => e.complete ? e.naturalWidth : 0)"
-            widths = page.eval_on_selector_all("#suggestions img", loaded)
-            ranks = page.locator("#suggestions .rank").all_inner_texts()
-        finally:
-            browser.close()
+    with browser.open_page(run.page) as (page, errors):
+        widths = page.eval_on_selector_all("#suggestions img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        ranks = page.locator("#suggestions .rank").all_inner_texts()
     assert errors == []
     assert len(widths) == 4 and all(w > 0 for w in widths)
     assert ranks == ["#1", "#2", "#3", "#4"]

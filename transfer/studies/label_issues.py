@@ -2,9 +2,10 @@
 `command=label-issues` on a labelled folder.
 
 Both hand out-of-fold probabilities to eval/label_issues.find_label_issues (confident learning, cleanlab): a fit its
-headline's pooled folds (crossval.py), the command the frozen linear probe cross-validated on cached features
-(probe_cv.py: seconds once the features are cached). Both write label_issues.csv, keep the ranked list in
-metrics.json["label_issues"], show it as a section of their report page and print one line.
+headline's pooled folds (crossval.py), the command the frozen linear probe cross-validated the same way on cached
+features (probe_cv.nested_probe_cv: a probe per fold, seconds once the features are cached). Both write
+label_issues.csv, keep the ranked list in metrics.json["label_issues"], show it as a section of their report page and
+print one line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from transfer.data.labelled import LabelledImages
 from transfer.eval.label_issues import LabelIssues, find_label_issues
 from transfer.eval.page import write_report
 from transfer.eval.report_sections import label_issues_section, scan_section
-from transfer.studies.probe_cv import frozen_features, probe_cv
+from transfer.studies.probe_cv import frozen_features, nested_probe_cv
 from transfer.studies.startup import FitRequest
 
 CSV_NAME = "label_issues.csv"
@@ -69,27 +70,27 @@ def probe_label_issues(req: FitRequest) -> ProbeLabelIssues:
     metrics.json and report.html in `req.out_dir`."""
     started = time.perf_counter()
     ff = frozen_features(req, test_too=True)
-    cv = probe_cv(ff, req)
+    cv = nested_probe_cv(ff, req)
     issues = search_label_issues(ff.images, cv.probs)
     out = Path(req.out_dir)
     issues.to_csv(out / CSV_NAME)
-    m, probe = cv.metrics, cv.probe
+    m = cv.metrics
     report = {
         "command": "label-issues",
         "backbone": ff.backbone.name,
         "data": ff.task.description,
         "classes": list(ff.images.classes),
         "probe": {
-            "what": "frozen linear probe (L-BFGS), out-of-fold probabilities at the L2 chosen on the same folds",
-            "folds": probe.folds,
-            "l2": probe.l2,
+            "what": "frozen linear probe (L-BFGS), a probe per outer fold with its own inner CV for L2: out of fold",
+            "folds": cv.folds,
+            "l2": cv.l2,
             "accuracy": m["accuracy"],
             "accuracy_ci95": m.get("accuracy_ci95"),
             "n": m["n"],
             "feature_seconds": ff.seconds,
             "extracted": ff.extracted,
             "probe_seconds": cv.seconds,
-            "notes": list(probe.notes),
+            "notes": cv.notes,
         },
         "label_issues": issues.to_dict(),
         "wall_seconds": time.perf_counter() - started,
@@ -112,8 +113,8 @@ def page_data(report: dict, issues: LabelIssues, images: LabelledImages, out_dir
             "ci95": p["accuracy_ci95"],
             "n": p["n"],
             "source": (
-                f"frozen {report['backbone']} features, L-BFGS probe, L2 {p['l2']:.2g} chosen on the same folds "
-                "(a little optimistic); the probabilities the label search reads"
+                f"frozen {report['backbone']} features, an L-BFGS probe per fold (its L2 by an inner CV), each image "
+                "scored by the probe that did not see it: the probabilities the label search reads"
             ),
         },
         "label_issues": label_issues_section(issues, images.pixels),

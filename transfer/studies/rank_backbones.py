@@ -185,7 +185,7 @@ def _probe(c: Candidate, m: dict, req: FitRequest) -> None:
     cv = probe_cv_on(m["features"], m["labels"], m["classes"], m["groups"], req)
     c.accuracy, c.accuracy_ci95 = cv.metrics["accuracy"], cv.metrics.get("accuracy_ci95")
     c.balanced_accuracy = cv.metrics["balanced_accuracy"]
-    c.l2, c.folds, c.probe_seconds = cv.probe.l2, cv.probe.folds, cv.seconds
+    c.l2, c.folds, c.probe_seconds = cv.l2[0], cv.folds, cv.seconds
     c.correct = (cv.probs.argmax(1) == m["labels"]).tolist()
     ci = c.accuracy_ci95 or [c.accuracy, c.accuracy]
     print(f"  {c.label}: CV probe accuracy {c.accuracy:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), LogME {c.logme:.3f}")

@@ -1,8 +1,9 @@
 """`command=label-issues`: which images of a labelled folder are probably filed under the wrong class.
 
-The frozen linear probe is cross-validated over every labelled image on cached features (studies/probe_cv.py), and
-confident learning ranks the images its out-of-fold probabilities contradict (studies/label_issues.py): a table, one
-summary line, label_issues.csv, metrics.json and a small report.html in the run dir.
+The frozen linear probe is cross-validated over every labelled image on cached features (a probe per fold, as a
+fit's cross-validated frozen headline: studies/probe_cv.nested_probe_cv), and confident learning ranks the images its
+out-of-fold probabilities contradict (studies/label_issues.py): a table, one summary line, label_issues.csv,
+metrics.json and a small report.html in the run dir.
 """
 
 from __future__ import annotations
