@@ -98,7 +98,7 @@ def test_every_transfer_command_line_composes(line: Snippet):
     from transfer.errors import UserError
 
     env, args = argv(line.text)
-    assert set(env) <= {"TRANSFER_PLUGINS", "TRANSFER_DEBUG", "OMP_NUM_THREADS"}, f"{line.where}: {env}"
+    assert set(env) <= {"TRANSFER_PLUGINS", "TRANSFER_DEBUG", "OMP_NUM_THREADS", "PYTHONPATH"}, f"{line.where}: {env}"
     overrides, multirun = transfer_overrides(expand_home(args[3:]))
     for variant in sweep_variants(overrides) if multirun else [overrides]:
         try:
