@@ -119,7 +119,10 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in args):
         from transfer.app.help import print_help
 
-        print_help()
+        try:
+            print_help()
+        except BrokenPipeError:  # `--help | head`: the reader left; nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     try:
         if not any(a in ("--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") for a in args):
