@@ -141,7 +141,11 @@ def choose_regime(
     chosen, reason = decide(complete, len(repeats))
     skipped = [f"{n}: {why}" for n, why in state.items() if why]
     if chosen == "frozen" and skipped and len(complete) == 1:
-        reason = f"no fine-tune could be measured within auto.budget_s={budget:g} ({'; '.join(skipped)}): frozen"
+        behind = all(why.startswith("stopped after") for why in state.values() if why)
+        if behind:
+            reason = f"every fine-tune fell behind frozen on its first folds ({'; '.join(skipped)}): frozen"
+        else:
+            reason = f"no fine-tune could be measured within auto.budget_s={budget:g} ({'; '.join(skipped)}): frozen"
     result = AutoResult(chosen, reason, evidence, budget, time.perf_counter() - started, len(train), k, len(repeats))
     log.info("auto: %s (%s)", chosen, reason)
     return result
