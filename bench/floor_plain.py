@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
 
 @dataclass(frozen=True)
 class Body:
@@ -96,11 +98,10 @@ def _freeze_first(body: nn.Module, k: int) -> list[nn.Module]:
     frozen = {p for stage in body.stages()[:k] for p in stage.params}
     for name, p in body.named_parameters():
         p.requires_grad_(name not in frozen)
-    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
     return [
         m
         for prefix, m in body.named_modules()
-        if isinstance(m, norms)
+        if isinstance(m, NORMS)
         and any(True for _ in m.parameters(recurse=False))
         and all(f"{prefix}.{n}" in frozen for n, _ in m.named_parameters(recurse=False))
     ]
@@ -124,15 +125,21 @@ def train_plain(
     momentum: float = 0.9,
     batch_size: int = 32,
     augment: bool = True,
+    norm: str = "train",
     label: str = "plain",
 ) -> dict:
-    """The plain loop on root/train, scored on root/test at the last epoch: {key: correct}, accuracy, seconds."""
+    """The plain loop on root/train, scored on root/test at the last epoch: {key: correct}, accuracy, seconds.
+
+    norm="train": BatchNorm in train mode (batch statistics, running ones updated) except in frozen stages;
+    "eval": every norm layer on its pretrained statistics (the fix a user reaches for when train mode fails)."""
     torch.manual_seed(seed)
     start = time.perf_counter()
     backbone = body.build()
     train, test = _folders(root, backbone.preprocessing, augment)
     model = Classifier(backbone, len(train.classes))
     keep_eval = _freeze_first(backbone, frozen_stages) if frozen_stages else []
+    if norm == "eval":
+        keep_eval = [m for m in backbone.modules() if isinstance(m, NORMS)]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(seed)
