@@ -52,7 +52,8 @@ def betainc(a: float, b: float, x: float) -> float:
 
 
 def paired_t(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Two-sided paired t-test of mean(a - b) = 0 (one pair per seed). p is None with fewer than 2 pairs."""
+    """Two-sided paired t-test of mean(a - b) = 0 (one pair per seed). p is None with fewer than 2 pairs, or when
+    every pair differs by the same amount (zero spread)."""
     if len(a) != len(b):
         raise ValueError(f"paired t needs pairs, got {len(a)} and {len(b)} values")
     d = [x - y for x, y in zip(a, b, strict=True)]
@@ -61,8 +62,8 @@ def paired_t(a: Sequence[float], b: Sequence[float]) -> dict:
     if n < 2:
         return {"mean_diff": mean, "t": None, "df": n - 1, "p_value": None}
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    if sd == 0.0:
-        return {"mean_diff": mean, "t": None, "df": n - 1, "p_value": 1.0 if mean == 0 else 0.0}
+    if sd == 0.0:  # every seed gives the same difference (deterministic runs): no spread, no test; see McNemar
+        return {"mean_diff": mean, "t": None, "df": n - 1, "p_value": 1.0 if mean == 0 else None}
     t = mean / (sd / math.sqrt(n))
     df = n - 1
     return {"mean_diff": mean, "t": t, "df": df, "p_value": betainc(df / 2.0, 0.5, df / (df + t * t))}

@@ -29,6 +29,7 @@ def test_paired_t_matches_the_closed_form_for_two_degrees_of_freedom() -> None:
     assert out["p_value"] == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2), rel=1e-9)  # Student t, df = 2
     assert paired_t([0.5], [0.4])["p_value"] is None  # one seed: no test
     assert paired_t([0.5, 0.6], [0.5, 0.6])["p_value"] == 1.0
+    assert paired_t([0.6, 0.6], [0.5, 0.5])["p_value"] is None  # deterministic runs: a constant difference, no spread
     assert betainc(2.0, 3.0, 0.4) == pytest.approx(0.5248, abs=1e-4)
 
 
