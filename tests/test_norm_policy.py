@@ -52,3 +52,17 @@ def test_a_setting_is_obeyed_and_a_body_without_batchnorm_has_nothing_to_decide(
     )
     plain = nn.Sequential(nn.Conv2d(3, 4, 3))
     assert norm_policy.decide("auto", plain, _images(128), _to_float).policy == "none"
+
+
+def test_identity_statistics_folded_into_the_convolutions_are_kept_not_re_estimated():
+    """Quantisation-ready weights (the shared MobileNet v2) fold BatchNorm into the convolutions and leave each layer
+    at mean 0, variance 1 - eps; a 'shift' against those is meaningless and AdaBN would undo the folded scales (it
+    took the 64-px full fine-tune on the weather photos from 0.96 to 0.33, the majority class)."""
+    body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    body[1].running_var.fill_(1 - body[1].eps)  # as stored by the folding tool
+    images = _images(200)  # far from mean 0 in any unit
+    decision = norm_policy.decide("auto", body, images, _to_float)
+    assert decision.policy == "eval" and "identity statistics" in decision.reason
+    body[3].running_mean.fill_(0.3)  # one layer with real statistics: there is something to measure
+    assert norm_policy.decide("auto", body, images, _to_float).policy in ("eval", "adapt")
+    assert "identity" not in norm_policy.decide("auto", body, images, _to_float).reason
