@@ -78,3 +78,28 @@ def test_auto_cross_validates_every_regime_on_the_same_folds_and_its_choice_is_r
     assert [r.get("accuracy") for r in first["evidence"]] == [r.get("accuracy") for r in second["evidence"]]
     spent = [r["seconds"] / r["allowed_s"] for r in rows if r.get("allowed_s")]
     assert all(s <= 1.1 for s in spent)  # every fine-tune within 10% of its allowance
+
+
+def test_a_run_starts_the_same_whether_its_body_was_built_earlier_or_now():
+    """regime=auto's final model is the chosen regime's own run: the head's initial weights come from the seed, not
+    from whatever building the body drew from the generator (a prebuilt body draws nothing; a fresh one draws its
+    random init before its weights load). On digits this left auto 4 points away from `regime=full seed=2`."""
+    from torch import nn
+
+    from transfer.studies.study import seeded_start
+    from transfer.training.config import HeadConfig, Regime
+
+    prebuilt = nn.Linear(8, 8)
+
+    def fresh(_regime):
+        nn.Linear(8, 8)  # a constructor's random init, overwritten by loaded weights
+        return prebuilt
+
+    regime = Regime(name="full", frozen_stages=0, body_lr_factor=0.1)
+    prebuilt.num_features = 8
+    _, head_a = seeded_start(lambda _r: prebuilt, regime, HeadConfig(), 3, seed=2)
+    _, head_b = seeded_start(fresh, regime, HeadConfig(), 3, seed=2)
+    _, head_c = seeded_start(fresh, regime, HeadConfig(), 3, seed=3)
+    state_a, state_b, state_c = head_a.state_dict(), head_b.state_dict(), head_c.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert not all(torch.equal(state_a[k], state_c[k]) for k in state_a)

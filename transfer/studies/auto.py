@@ -30,8 +30,8 @@ from transfer.eval.stats import bootstrap_ci, mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
 from transfer.features.key import pixel_digests
-from transfer.model.heads import create_head
 from transfer.studies.crossval import fold_count, stratified_folds
+from transfer.studies.study import seeded_start
 from transfer.training.config import Regime, TrainConfig
 from transfer.training.fit import RunOptions, fit_classifier, selection_split
 from transfer.training.head_engine import predict_head, train_head
@@ -244,9 +244,7 @@ def _timing(make_backbone, regime: Regime, part: LabelledImages, cfg: TrainConfi
     walls = []
     for n in (1, 1 + TIMING_STEPS):
         probe_cfg = replace(cfg, trainer=replace(cfg.trainer, max_steps=n, monitor="none"))
-        torch.manual_seed(cfg.seed)
-        body = make_backbone(regime)
-        head = create_head(cfg.head.name, body.num_features, len(part.classes), **cfg.head.params)
+        body, head = seeded_start(make_backbone, regime, cfg.head, len(part.classes), cfg.seed)
         t = time.perf_counter()
         fit_classifier(body, head, replace(regime, lp_init=False), part, None, probe_cfg, None, True, RunOptions(False))
         walls.append(time.perf_counter() - t)
@@ -259,9 +257,7 @@ def _fine_tune(make_backbone, regime, train, fit, held, cfg: TrainConfig, left: 
     max_time (what is left of the allowance) cut it short."""
     if left <= 1:
         return None
-    torch.manual_seed(cfg.seed)
-    body = make_backbone(regime)
-    head = create_head(cfg.head.name, body.num_features, len(train.classes), **cfg.head.params)
+    body, head = seeded_start(make_backbone, regime, cfg.head, len(train.classes), cfg.seed)  # as the final run
     run_cfg = replace(cfg, trainer=replace(cfg.trainer, max_time={"seconds": max(int(left), 1)}))
     t = time.perf_counter()
     fitted = fit_classifier(

@@ -23,8 +23,7 @@ from transfer.distributed import dist_info
 from transfer.eval.scoring import scored_metrics
 from transfer.eval.stats import majority_baseline
 from transfer.features.key import pixel_digests
-from transfer.model.heads import create_head
-from transfer.studies.study import RunResult, quiet_per_run_logs
+from transfer.studies.study import RunResult, quiet_per_run_logs, seeded_start
 from transfer.training.config import Regime, TrainConfig
 from transfer.training.fit import RunOptions, fit_classifier
 
@@ -122,9 +121,7 @@ def cross_validate(
     for fold in range(k):
         held = [i for i, f in enumerate(fold_of) if f == fold]
         train = [i for i, f in enumerate(fold_of) if f != fold]
-        torch.manual_seed(seed)  # each fold starts where the study's run started
-        backbone = make_backbone(regime)
-        head = create_head(cfg.head.name, backbone.num_features, len(classes), **cfg.head.params)
+        backbone, head = seeded_start(make_backbone, regime, cfg.head, len(classes), seed)  # as the study's run
         once = RunOptions(validate_each_epoch=False)
         fitted = fit_classifier(backbone, head, regime, part.subset(train), part.subset(held), cfg, None, True, once)
         probs[held] = fitted.val_probs.float().cpu()

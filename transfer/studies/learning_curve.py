@@ -25,9 +25,8 @@ from transfer.eval.learning_curve import (
 from transfer.eval.page import write_report
 from transfer.eval.report_sections import scan_section, weights_warnings
 from transfer.eval.scoring import scored_metrics
-from transfer.model.heads import create_head
 from transfer.studies.startup import FitRequest, start
-from transfer.studies.study import quiet_per_run_logs
+from transfer.studies.study import quiet_per_run_logs, seeded_start
 from transfer.training.fit import RunOptions, fit_classifier
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -52,10 +51,8 @@ def run_learning_curve(req: FitRequest, fractions: tuple[float, ...] | list[floa
     with quiet_per_run_logs(True):
         for fraction, part in zip(fractions, subsets, strict=True):
             idx = [train_idx[i] for i in part]
-            torch.manual_seed(seed)
-            backbone = setup.make_backbone(regime)
+            backbone, head = seeded_start(setup.make_backbone, regime, cfg.head, len(classes), seed)
             weights = backbone.weights_source  # every part starts from the same body
-            head = create_head(cfg.head.name, backbone.num_features, len(classes), **cfg.head.params)
             fitted = fit_classifier(backbone, head, regime, task.images.subset(idx), held, cfg, None, True, once)
             m = scored_metrics(fitted.val_probs, held.labels, classes, labels[torch.as_tensor(idx)])
             point = {

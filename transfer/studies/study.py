@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from transfer.atomic import write_text_atomic
 from transfer.backbones.base import Backbone
@@ -33,7 +34,7 @@ from transfer.studies.resume import (
     record_path,
     write_run_record,
 )
-from transfer.training.config import Regime
+from transfer.training.config import HeadConfig, Regime
 from transfer.training.fit import RunOptions, fit_classifier
 from transfer.training.resumable import resume_checkpoint
 
@@ -87,6 +88,19 @@ class StudyResult:
         return out
 
 
+def seeded_start(
+    make_backbone, regime: Regime, head_cfg: HeadConfig, num_classes: int, seed: int
+) -> tuple[Backbone, nn.Module]:
+    """The body and the initial head of one run, both drawn from `seed`: the same run starts the same whether its body
+    was built at start-up or now, in a study, a cross-validation fold, a learning-curve point or regime=auto's
+    candidate (so auto's final model is the chosen regime's own run)."""
+    torch.manual_seed(seed)  # a body from scratch draws its weights here
+    backbone = make_backbone(regime)
+    torch.manual_seed(seed)  # the head's draws do not depend on what building the body drew
+    head = create_head(head_cfg.name, backbone.num_features, num_classes, **head_cfg.params)
+    return backbone, head
+
+
 def run_study(
     make_backbone: Callable[[Regime], Backbone],
     regimes: list[Regime],
@@ -128,9 +142,7 @@ def run_study(
                         on_run(run)
                     continue
                 train, evaluation = images.subset(train_idx), images.subset(eval_idx)
-                torch.manual_seed(seed)  # the same seed gives the same initial head (and body, from scratch)
-                backbone = make_backbone(regime)
-                head = create_head(cfg.head.name, backbone.num_features, len(images.classes), **cfg.head.params)
+                backbone, head = seeded_start(make_backbone, regime, cfg.head, len(images.classes), seed)
                 log_dir = out_dir if single else None
                 ckpt_dir = checkpoints_path(mdir)
                 if is_rank_zero():

@@ -5,11 +5,11 @@ updates them from each batch (what from-scratch training needs, noisy on batches
 them once on the training images and then keeps them fixed (AdaBN, Li et al. 2016): the remedy for a domain shift
 (another resolution, another kind of image) without small-batch noise. `auto` measures the shift: one pass over the
 training images in eval mode records each BatchNorm layer's per-channel input mean, and the median over layers of
-mean_c |mean_target - running_mean| / running_std is compared with SHIFT_ADAPT. A body without BatchNorm has nothing to
-decide; one whose every BatchNorm layer holds identity statistics (mean 0, variance 1: folded into the convolutions, as in
-quantisation-ready weights, or never trained) has nothing to measure a shift against, and re-estimating them would undo
-the folded scales (measured: the shared MobileNet v2 at 64 px, full regime, test accuracy 0.96 kept vs 0.33 adapted),
-so its layers are kept as the affine maps they are.
+mean_c |mean_target - running_mean| / running_std is compared with SHIFT_ADAPT. A body without BatchNorm has nothing
+to decide; one whose every BatchNorm layer holds identity statistics (mean 0, variance 1: folded into the convolutions,
+as in quantisation-ready weights, or never trained) has nothing to measure a shift against, and re-estimating them would
+undo the folded scales (measured: the shared MobileNet v2 at 64 px, full regime, test accuracy 0.96 kept, 0.33
+adapted), so its layers are kept as the affine maps they are.
 """
 
 from __future__ import annotations
