@@ -221,3 +221,25 @@ def test_a_learnable_task_prints_no_majority_warning_and_the_probe_warning_follo
     probe_warned = [w for w in _warnings(proc.stdout) if "linear probe baseline" in w]
     assert len(probe_warned) == int(h["ci95"][0] <= probe["accuracy"] + 0.02)
     assert all("consider regime=frozen" in w for w in probe_warned)
+
+
+def test_a_baseline_scored_on_the_same_images_is_decided_by_the_paired_test():
+    """The 64-px weather full fine-tune scored 96.3% (95% CI 94.3-98.0) against the probe's 93.6% on the same 404
+    photos, and the page said 'not clearly above' from the unpaired interval; on the same images the paired test
+    decides: clearly above (no warning) at p < 0.05, 'not clearly above' or 'below' otherwise, with the counts."""
+    headline = {"name": "test accuracy", "value": 0.963, "ci95": [0.943, 0.980], "n": 404}
+    headline |= {"baselines": {"majority class": 0.329, "linear probe": 0.936}, "same_as_model": []}
+    assert [n for n, _ in baseline_shortfalls(headline)] == ["linear probe"]  # the interval alone: near it
+    headline["baseline_paired"] = {"linear probe": {"b": 15, "c": 4, "n": 404, "p_value": 0.019}}
+    assert baseline_shortfalls(headline) == []
+    headline["baseline_paired"] = {"linear probe": {"b": 9, "c": 5, "n": 404, "p_value": 0.42}}
+    ((name, text),) = baseline_shortfalls(headline)
+    assert name == "linear probe" and text == (
+        "the model is not clearly above the linear probe baseline: test accuracy 96.3% vs 93.6% on the same 404 "
+        "images (the model alone right on 9, the linear probe alone on 5; exact McNemar p = 0.42)"
+    )
+    headline |= {"value": 0.90, "baseline_paired": {"linear probe": {"b": 2, "c": 16, "n": 404, "p_value": 0.0007}}}
+    assert baseline_shortfalls(headline)[0][1].startswith("the model is below the linear probe baseline")
+    assert "exact McNemar p < 0.001" in baseline_shortfalls(headline)[0][1]
+    probe = {"accuracy": 0.936, "same_as_model": False, "note": "n", "paired": {"b": 1, "c": 1, "n": 4, "p_value": 1}}
+    assert make_headline(BEST, TEST, "val", 4, probe=probe)["baseline_paired"] == {"linear probe": probe["paired"]}

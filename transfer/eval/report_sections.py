@@ -22,6 +22,7 @@ from transfer.eval.duplicates import (
     leakage_pairs,
 )
 from transfer.eval.label_issues import LabelIssues
+from transfer.eval.stats import format_p
 from transfer.features.cache import describe_key_record
 
 GALLERY_SIZE = 24  # items per gallery group
@@ -97,14 +98,22 @@ def calibration_section(probs: torch.Tensor, labels: torch.Tensor, fit_probs=Non
 
 
 def baseline_shortfalls(headline: dict) -> list[tuple[str, str]]:
-    """(baseline name, warning) for each baseline the headline is not clearly above (its lower 95% bound below or
-    within NEAR_BASELINE of it); the baselines in `same_as_model` are the model itself and are skipped."""
+    """(baseline name, warning) for each baseline the headline is not clearly above; the baselines in `same_as_model`
+    are the model itself and are skipped. A baseline scored on the same images with the model's per-image results
+    (`baseline_paired`: an exact McNemar) is decided by that test at p < 0.05; one without them (the majority class)
+    by the headline's lower 95% bound falling below or within NEAR_BASELINE of it."""
     out = []
     ci = headline.get("ci95")
     value = headline.get("value")
     itself = set(headline.get("same_as_model") or [])
+    paired = headline.get("baseline_paired") or {}
     for name, base in (headline.get("baselines") or {}).items():
         if not isinstance(base, int | float) or value is None or name in itself:
+            continue
+        if name in paired:
+            shortfall = paired_shortfall(name, base, headline, paired[name])
+            if shortfall:
+                out.append((name, shortfall))
             continue
         low = ci[0] if ci else value
         if low <= base + NEAR_BASELINE:
@@ -118,6 +127,20 @@ def baseline_shortfalls(headline: dict) -> list[tuple[str, str]]:
                 )
             )
     return out
+
+
+def paired_shortfall(name: str, base: float, headline: dict, test: dict) -> str | None:
+    """The warning when a paired test does not put the model above the baseline (None when it does)."""
+    value, p = headline["value"], test["p_value"]
+    if value > base and p < 0.05:
+        return None
+    where = "below" if value < base and p < 0.05 else "not clearly above"
+    phrase = f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
+    return (
+        f"the model is {where} the {name} baseline: {headline.get('name', 'accuracy')} {100 * value:.1f}% vs "
+        f"{100 * base:.1f}% on the same {test['n']} images (the model alone right on {test['b']}, the {name} alone on "
+        f"{test['c']}; exact McNemar {phrase})"
+    )
 
 
 def headline_warnings(headline: dict) -> list[str]:

@@ -23,6 +23,7 @@ import torch
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.eval.scoring import scored_metrics
+from transfer.eval.stats import mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.model.heads import create_head
 from transfer.studies.study import RunResult, quiet_per_run_logs
@@ -50,6 +51,7 @@ class ProbeBaseline:
     seconds: float = 0.0
     extracted: int = 0  # image-views the cache did not hold (0: every feature was cached)
     l2: list[float] = field(default_factory=list)  # the L2 chosen per fit (one per fold when cross-validated)
+    paired: dict | None = None  # exact McNemar, the model vs this probe on the same images: {b, c, n, p_value}
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +62,7 @@ class ProbeBaseline:
             "seconds": self.seconds,
             "extracted": self.extracted,
             "l2": self.l2,
+            "paired": self.paired,
         }
 
 
@@ -180,8 +183,25 @@ def _measure(req: FitRequest, task: TaskData, best: RunResult, cv, make_backbone
         p, one = probe_probs(read(train, None), train.labels, centre, cfg, device, classes)
         probs, l2, fitted_on = p, [one], f"the chosen run's {len(train_idx)} training images"
     m = scored_metrics(probs, scored.labels, classes)
+    model = model_probs(best, cv, scored_idx)
+    paired = None
+    if model is not None:  # b: only the model right, c: only the probe right
+        paired = mcnemar_exact(model.argmax(1) == scored.labels, probs.argmax(1) == scored.labels)
     note = (
         f"L-BFGS linear probe on frozen {backbone.name} features ({frozen.name} regime's head), fitted on {fitted_on}, "
         f"scored on the headline's {len(scored_idx)} images ({where})"
     )
-    return ProbeBaseline(m["accuracy"], {k: m[k] for k in KEEP if k in m}, False, note, 0.0, extracted, l2)
+    return ProbeBaseline(m["accuracy"], {k: m[k] for k in KEEP if k in m}, False, note, 0.0, extracted, l2, paired)
+
+
+def model_probs(best: RunResult, cv: CrossValidation | None, scored_idx: list[int]) -> torch.Tensor | None:
+    """The headline model's probabilities on the scored images, in their order (the cross-validated pool, or the
+    chosen run's held-out predictions); None when they were not kept (e.g. a resumed run)."""
+    if cv is not None and list(cv.index) == list(scored_idx):
+        return cv.probs
+    if best.probs is None:
+        return None
+    row = {int(i): r for r, i in enumerate(best.eval_idx)}
+    if any(int(i) not in row for i in scored_idx):
+        return None
+    return best.probs[[row[int(i)] for i in scored_idx]].float()

@@ -92,13 +92,15 @@ def make_headline(
         m, name = best, f"{eval_name} accuracy"
         source = f"the held-out {eval_name} split (one run: nothing was chosen on it){_no_test(eval_name)}"
     baselines = {"majority class": m["majority_baseline"]} if "majority_baseline" in m else {}
-    notes, same = {}, []
+    notes, same, paired = {}, [], {}
     if probe is not None:
         notes[PROBE] = probe["note"]
         if probe.get("accuracy") is not None:
             baselines[PROBE] = probe["accuracy"]
             if probe.get("same_as_model"):
                 same.append(PROBE)
+            elif probe.get("paired"):
+                paired[PROBE] = probe["paired"]  # the model and the probe on the same images: McNemar decides
     return {
         "name": name,
         "value": m["accuracy"],
@@ -108,6 +110,7 @@ def make_headline(
         "baselines": baselines,
         "baseline_notes": notes,
         "same_as_model": same,
+        "baseline_paired": paired,
     }
 
 
