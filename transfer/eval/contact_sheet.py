@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transfer.atomic import write_text_atomic
-from transfer.eval.page import CSS
+from transfer.eval.page import CSS, html_document
 from transfer.eval.page_parts import esc, fmt_pct, thumb_html
 
 SHEET_CSS = ".rank{font-weight:700;font-size:13px}.sheet .card{width:156px}"
@@ -50,13 +50,8 @@ def render_contact_sheet(data: dict) -> str:
     else:
         body += "<p>no images to suggest</p>"
     parts.append(f'<section id="suggestions"><h2>Label these next</h2>{body}</section>')
-    parts.append("<footer>self-contained page written by transfer · no external resources</footer>")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}{SHEET_CSS}</style></head>"
-        f"<body><main>{''.join(parts)}</main></body></html>\n"
-    )
+    footer = "self-contained page written by transfer · no external resources"
+    return html_document(title, CSS + SHEET_CSS, parts, footer)
 
 
 def write_contact_sheet(data: dict, path: str | Path) -> Path:

@@ -404,12 +404,16 @@ def render_report(data: dict) -> str:
         if data.get(key):
             title = heading(data[key]) if callable(heading) else heading  # None: a one-line section
             body.append(_section(key, title, build(data[key]), css))
-    body.append("<footer>self-contained report written by transfer · no external resources</footer>")
+    return html_document(title, CSS, body, "self-contained report written by transfer · no external resources")
+
+
+def html_document(title: str, css: str, parts: list[str], footer: str) -> str:
+    """One self-contained HTML page: the title, the inline style, the parts in order, the footer."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
-        f"<body><main>{''.join(body)}</main></body></html>\n"
+        f"<title>{esc(title)}</title><style>{css}</style></head>"
+        f"<body><main>{''.join(parts)}<footer>{footer}</footer></main></body></html>\n"
     )
 
 
