@@ -123,10 +123,22 @@ def choose_regime(
     evidence.append(_row("candidate", "frozen", correct["frozen"][0], time.perf_counter() - t, note))
     state: dict[str, str] = {}  # fine-tune -> why it has no complete evidence ("" while it has)
     candidates = [r for r in ("partial", "full") if r in presets]
+    cheaper: tuple[str, float] | None = None  # a candidate not started, and its projection: a floor for a superset
     for i, name in enumerate(candidates):
         allowed = (budget - (time.perf_counter() - started)) / (len(candidates) - i)
         t = time.perf_counter()
-        outcome, note = _run_candidate(make_backbone, presets[name], train, cfg, repeats[0], correct, allowed)
+        if cheaper and trains_superset(presets[name], presets[cheaper[0]]) and cheaper[1] > allowed:
+            outcome = None  # no timing runs: they would only confirm it
+            note = (
+                f"not started: it trains every parameter {cheaper[0]} trains, so its folds cost at least "
+                f"{cheaper[0]}'s {cheaper[1]:.0f} s; {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
+            )
+        else:
+            outcome, note, projected = _run_candidate(
+                make_backbone, presets[name], train, cfg, repeats[0], correct, allowed
+            )
+            if outcome is None and note.startswith("not started"):
+                cheaper = (name, projected)
         state[name] = "" if outcome is not None else note
         if outcome is not None:
             correct[name] = [outcome]
@@ -197,17 +209,28 @@ def _frozen_oof(feats: torch.Tensor, train: LabelledImages, folds: _Folds, cfg: 
     return correct
 
 
+def trains_superset(regime: Regime, other: Regime) -> bool:
+    """`regime` trains every stage `other` trains (fewer or as many frozen stages), so a step costs at least as much."""
+    return (
+        regime.frozen_stages is not None
+        and other.frozen_stages is not None
+        and (regime.frozen_stages <= other.frozen_stages)
+    )
+
+
 def _run_candidate(make_backbone, regime: Regime, train, cfg, folds: _Folds, correct, allowed: float):
-    """(per-image correctness over the k folds, note) of one fine-tune, or (None, why not) when it was not measured
-    or stopped: it did not fit its allowance, or it fell behind frozen with no prospect of catching up."""
+    """(per-image correctness over the k folds, note, projected seconds) of one fine-tune, or (None, why not,
+    projected) when it was not measured or stopped: it did not fit its allowance, or it fell behind frozen with no
+    prospect of catching up."""
     if allowed <= 0:
-        return None, "skipped: the budget was spent"
+        return None, "skipped: the budget was spent", 0.0
     fit0, _ = folds.split(0)
     step_s, fixed_s, steps = _timing(make_backbone, regime, train.subset(fit0), cfg)
     projected = (fixed_s + step_s * steps) * folds.k
     arithmetic = f"{folds.k} folds x ({fixed_s:.1f} s + {steps} steps x {step_s:.3f} s) = {projected:.0f} s"
     if projected > allowed:
-        return None, f"not started: {arithmetic}, {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
+        why = f"not started: {arithmetic}, {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
+        return None, why, projected
     out = torch.zeros(len(train), dtype=torch.bool)
     frozen = correct["frozen"][0]
     seen: list[int] = []
@@ -217,14 +240,15 @@ def _run_candidate(make_backbone, regime: Regime, train, cfg, folds: _Folds, cor
         fit, held = folds.split(fold)
         fitted = _fine_tune(make_backbone, regime, train, fit, held, cfg, left)
         if fitted is None:
-            return None, f"stopped: fold {fold + 1} of {folds.k} would not finish in the {max(left, 0):.0f} s left"
+            why = f"stopped: fold {fold + 1} of {folds.k} would not finish in the {max(left, 0):.0f} s left"
+            return None, why, projected
         out[held] = fitted
         seen += held
         b = int((out[seen] & ~frozen[seen]).sum())  # right where frozen is wrong
         c = int((~out[seen] & frozen[seen]).sum())  # wrong where frozen is right
         if 2 <= fold + 1 < folds.k and c > b and mcnemar_exact_counts(c, b) < 0.2:  # clearly behind: it cannot
-            return None, f"stopped after {fold + 1} folds: behind frozen ({b} images better, {c} worse)"  # catch up
-    return out, f"{arithmetic} projected, {allowed:.0f} s allowed"
+            return None, f"stopped after {fold + 1} folds: behind frozen ({b} images better, {c} worse)", projected
+    return out, f"{arithmetic} projected, {allowed:.0f} s allowed", projected
 
 
 def mcnemar_exact_counts(b: int, c: int) -> float:
