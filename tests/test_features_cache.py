@@ -193,3 +193,23 @@ def test_config_rejects_unknown_keys_and_dtypes():
         compose(["~recipe", "+features.cachedir=/tmp"])
     with pytest.raises(UserError, match="features.dtype='int8'"):
         FeatureConfig(dtype="int8")
+
+
+def test_penultimate_and_an_earlier_stage_in_one_pass_equal_two_separate_passes(tmp_path):
+    """regime=auto's stage hint beside the frozen candidate: one forward pass fills both caches (it was a second
+    extraction pass: 24 of the 37 s auto added to a 48-s frozen run on the weather photos at 224 px), and what it
+    stores is what each tap alone computes; a second call extracts nothing."""
+    bb, imgs = lenet(), images(20)
+    both = cache(bb, tmp_path / "pair")
+    calls = []
+    handle = bb.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))  # (a tap's set-up runs 1 image)
+    top, c5 = both.with_stage(imgs, "c5")
+    handle.remove()
+    assert top.shape == (20, 84) and c5.shape == (20, 120) and [n for n in calls if n > 1] == [20]  # one pass
+    alone_top = cache(bb, tmp_path / "alone").features(imgs, ["center"])[:, 0]
+    alone_c5 = cache(bb, tmp_path / "alone", stage="c5").features(imgs, ["center"])[:, 0]
+    torch.testing.assert_close(top, alone_top, rtol=0, atol=1e-6)
+    torch.testing.assert_close(c5, alone_c5, rtol=0, atol=1e-6)
+    again = cache(bb, tmp_path / "pair")
+    torch.testing.assert_close(again.with_stage(imgs, "c5")[1], c5, rtol=0, atol=0)
+    assert again.last.extracted == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from transfer.features.config import FeatureConfig
 from transfer.features.extract import extract_views
 from transfer.features.key import FORMAT, code_digest, digest_of, library_versions, pixel_digests, weights_digest
 from transfer.features.store import MemoryStore, ShardStore
-from transfer.features.tap import FeatureTap
+from transfer.features.tap import FeatureTap, PairTap
 from transfer.features.views import describe_view, resolve_views
 
 log = logging.getLogger("transfer.features")
@@ -151,6 +151,28 @@ class FeatureCache:
             return torch.empty(0, len(views), 0)
         return torch.from_numpy(np.stack(out, axis=1))  # N x K x D
 
+    def with_stage(self, images: LabelledImages, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N x D centre-view features of this cache's tap, N x C of `stage`'s), both cached under their own keys;
+        when both are missing for the same images (and one process extracts) they come from ONE forward pass."""
+        other = FeatureCache(self.backbone, replace(self.cfg, stage=stage), self.device, self.augment)
+        digests = pixel_digests(images.pixels)
+        mine, theirs = self.store("center"), other.store("center")
+        missing = [d for d in dict.fromkeys(digests) if d not in mine.index()]
+        if missing and self.tap.stage == "pooled" and dist_info()[1] == 1:
+            with mine.lock(), theirs.lock():
+                held = theirs.index()
+                if all(d not in held for d in missing):
+                    first = {d: i for i, d in reversed(list(enumerate(digests)))}
+                    rows = [first[d] for d in missing]
+                    start = time.perf_counter()
+                    both = self._run(PairTap(self.backbone, stage), images, "center", rows, missing)
+                    width = int(self.backbone.num_features)
+                    mine.commit(missing, both[:, :width].numpy())
+                    theirs.commit(missing, both[:, width:].numpy())
+                    log.info("features: %d images, penultimate and %s in one pass (%.1fs)", len(missing), stage,
+                             time.perf_counter() - start)  # fmt: skip
+        return self.features(images, ["center"], digests)[:, 0], other.features(images, ["center"], digests)[:, 0]
+
     def _fill(self, store, view, images, digests, rank, world_size, stats) -> dict:
         self.extract_share(store, view, images, digests, rank, world_size, stats)
         if world_size > 1:
@@ -175,17 +197,20 @@ class FeatureCache:
     def _extract(self, store, view: str, images: LabelledImages, rows: list[int], digests: list[str]) -> None:
         chunk = int(self.cfg.chunk)
         for lo in range(0, len(rows), chunk):
-            part = rows[lo : lo + chunk]
-            feats = extract_views(
-                self.tap,
-                images.pixels[torch.as_tensor(part, dtype=torch.long)],
-                view,
-                self.backbone.preprocessing,
-                self.augment,
-                [int(d[:15], 16) for d in digests[lo : lo + chunk]],
-                batch_size=int(self.cfg.batch_size),
-                device=self.device,
-                progress=self.cfg.progress,
-                desc=f"features {view} {lo + len(part)}/{len(rows)}",
-            )
+            feats = self._run(self.tap, images, view, rows[lo : lo + chunk], digests[lo : lo + chunk], len(rows), lo)
             store.commit(digests[lo : lo + chunk], feats.numpy())
+
+    def _run(self, tap, images, view: str, rows: list[int], digests: list[str], total: int = 0, lo: int = 0):
+        """N x D features of `tap` for images[rows] (one view), the body in eval mode."""
+        return extract_views(
+            tap,
+            images.pixels[torch.as_tensor(rows, dtype=torch.long)],
+            view,
+            self.backbone.preprocessing,
+            self.augment,
+            [int(d[:15], 16) for d in digests],
+            batch_size=int(self.cfg.batch_size),
+            device=self.device,
+            progress=self.cfg.progress,
+            desc=f"features {view} {lo + len(rows)}/{total or len(rows)}",
+        )

@@ -95,6 +95,28 @@ class FeatureTap(nn.Module):
         return _gap(captured[0])
 
 
+class PairTap(nn.Module):
+    """x -> N x (D + C): the penultimate features and an earlier stage's pooled output from ONE forward pass (the
+    stage's hook records its output and lets the pass go on), for a caller that wants both (regime=auto's stage
+    hint beside the frozen candidate's features)."""
+
+    def __init__(self, backbone: Backbone, stage: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.stage_tap = FeatureTap(backbone, stage)
+        if self.stage_tap._module is None:
+            raise ValueError(f"PairTap needs a stage below the penultimate layer, got {stage!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        handle = self.stage_tap._module.register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            top = self.backbone(x)  # N x num_features
+        finally:
+            handle.remove()
+        return torch.cat([top, _gap(captured[-1])], dim=1)
+
+
 def _gap(t: torch.Tensor) -> torch.Tensor:
     """Global average pooling of N x C x H x W (or any N x C x ...) to N x C; N x D passes through."""
     return t.flatten(2).mean(2) if t.dim() > 2 else t
