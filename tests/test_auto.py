@@ -117,3 +117,26 @@ def test_a_fine_tune_that_trains_a_superset_costs_at_least_the_smaller_one():
     frozen = Regime(name="frozen", frozen_stages=None, body_lr_factor=0.0)
     assert trains_superset(full, partial) and not trains_superset(partial, full)
     assert not trains_superset(full, frozen) and trains_superset(partial, partial)
+
+
+def test_a_fine_tune_whose_forward_passes_alone_exceed_the_allowance_is_not_timed():
+    """Every epoch forwards each training image at least once, at no less than the frozen features' time per image:
+    when that floor exceeds the allowance, auto says so without the two timing runs (at 224 px on 2 CPU cores they
+    cost 25 s of a 77-s auto run)."""
+    from transfer.data.labelled import LabelledImages
+    from transfer.studies.auto import _Folds, _run_candidate
+    from transfer.training.config import Regime, TrainConfig
+
+    def no_body(_regime):
+        raise AssertionError("the timing runs must not start")
+
+    n = 20
+    train = LabelledImages(torch.zeros(n, 3, 8, 8, dtype=torch.uint8), torch.arange(n) % 2, ["a", "b"], list("x" * n))
+    folds = _Folds([i % 5 for i in range(n)], 5)
+    cfg = TrainConfig()
+    regime = Regime(name="full", frozen_stages=0, body_lr_factor=0.1)
+    epochs = cfg.trainer.max_epochs
+    allowed = 0.5 * 5 * epochs * 16 * 0.01  # half the floor: 16 images train in each fold, 4 are held out
+    out, note, floor = _run_candidate(no_body, regime, train, cfg, folds, {}, allowed=allowed, forward_s=0.01)
+    assert out is None and floor == pytest.approx(5 * epochs * 16 * 0.01)
+    assert note.startswith(f"not started: the forward passes alone take at least 5 folds x {epochs} epochs x 16 images")

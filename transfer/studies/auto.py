@@ -115,7 +115,9 @@ def choose_regime(
         reason = f"a class has a single distinct image: nothing to cross-validate, the frozen result ({fold_note})"
         return AutoResult("frozen", reason, [], budget, time.perf_counter() - started, len(train))
     evidence: list[dict] = []
+    t = time.perf_counter()
     feats = _frozen_features(make_backbone, presets["frozen"], train, cfg, seed, evidence)
+    forward_s = (time.perf_counter() - t) / max(len(train), 1)  # per image: a floor on a training step's share
     repeats: list[_Folds] = [_Folds(stratified_folds(train.labels, groups, k, seed), k)]
     t = time.perf_counter()
     correct: dict[str, list[torch.Tensor]] = {"frozen": [_frozen_oof(feats, train, repeats[0], cfg)]}
@@ -135,7 +137,7 @@ def choose_regime(
             )
         else:
             outcome, note, projected = _run_candidate(
-                make_backbone, presets[name], train, cfg, repeats[0], correct, allowed
+                make_backbone, presets[name], train, cfg, repeats[0], correct, allowed, forward_s
             )
             if outcome is None and note.startswith("not started"):
                 cheaper = (name, projected)
@@ -220,13 +222,30 @@ def trains_superset(regime: Regime, other: Regime) -> bool:
     )
 
 
-def _run_candidate(make_backbone, regime: Regime, train, cfg, folds: _Folds, correct, allowed: float):
+def _run_candidate(
+    make_backbone, regime: Regime, train, cfg, folds: _Folds, correct, allowed: float, forward_s: float = 0.0
+):
     """(per-image correctness over the k folds, note, projected seconds) of one fine-tune, or (None, why not,
     projected) when it was not measured or stopped: it did not fit its allowance, or it fell behind frozen with no
-    prospect of catching up."""
+    prospect of catching up. `forward_s`: seconds the frozen features took per image (a forward pass in inference
+    mode); every training epoch runs at least that forward over each image, so when that floor alone exceeds the
+    allowance the timing runs are skipped."""
     if allowed <= 0:
         return None, "skipped: the budget was spent", 0.0
     fit0, _ = folds.split(0)
+    fit_part, _, _ = selection_split(train.subset(fit0), None, cfg)
+    run_cfg = apply_hyperrule(cfg, len(fit_part))[0]
+    epochs = run_cfg.trainer.max_epochs
+    floor = folds.k * epochs * len(fit_part) * forward_s
+    if run_cfg.trainer.max_steps and run_cfg.trainer.max_steps > 0:  # a step cap: no floor from the epochs
+        floor = 0.0
+    if floor > allowed:
+        arithmetic = f"{folds.k} folds x {epochs} epochs x {len(fit_part)} images x {forward_s * 1000:.0f} ms"
+        why = (
+            f"not started: the forward passes alone take at least {arithmetic} = {floor:.0f} s (the frozen "
+            f"features' time per image), {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
+        )
+        return None, why, floor
     step_s, fixed_s, steps = _timing(make_backbone, regime, train.subset(fit0), cfg)
     projected = (fixed_s + step_s * steps) * folds.k
     arithmetic = f"{folds.k} folds x ({fixed_s:.1f} s + {steps} steps x {step_s:.3f} s) = {projected:.0f} s"
