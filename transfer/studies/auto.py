@@ -115,9 +115,8 @@ def choose_regime(
         reason = f"a class has a single distinct image: nothing to cross-validate, the frozen result ({fold_note})"
         return AutoResult("frozen", reason, [], budget, time.perf_counter() - started, len(train))
     evidence: list[dict] = []
-    t = time.perf_counter()
-    feats = _frozen_features(make_backbone, presets["frozen"], train, cfg, seed, evidence)
-    forward_s = (time.perf_counter() - t) / max(len(train), 1)  # per image: a floor on a training step's share
+    feats, extract_s = _frozen_features(make_backbone, presets["frozen"], train, cfg, seed, evidence)
+    forward_s = extract_s / max(len(train), 1)  # per image (0 when cached): a floor on a training epoch's share
     repeats: list[_Folds] = [_Folds(stratified_folds(train.labels, groups, k, seed), k)]
     t = time.perf_counter()
     correct: dict[str, list[torch.Tensor]] = {"frozen": [_frozen_oof(feats, train, repeats[0], cfg)]}
@@ -165,22 +164,27 @@ def choose_regime(
     return result
 
 
-def _frozen_features(make_backbone, frozen: Regime, train: LabelledImages, cfg, seed, evidence) -> torch.Tensor:
-    """Centre-view features of the training images (the feature cache: the frozen run reads the same ones), and the
-    evidence row of an earlier stage's probe: if it beats the penultimate layer, the top is too specific to the
-    source task (a hint: it chooses nothing)."""
+def _frozen_features(
+    make_backbone, frozen: Regime, train: LabelledImages, cfg, seed, evidence
+) -> tuple[torch.Tensor, float]:
+    """(centre-view features of the training images, the seconds reading them took: the forward passes when they
+    were not cached). They come from the feature cache (the frozen run reads the same ones), with the evidence row
+    of an earlier stage's probe: if it beats the penultimate layer, the top is too specific to the source task (a
+    hint: it chooses nothing)."""
     torch.manual_seed(seed)
     body = make_backbone(frozen)
     apply_regime(body, frozen)
     stages = body.stages()
+    t = time.perf_counter()
     if len(stages) < 3:
-        return _centre_features(body, train, cfg.features, None)
+        return _centre_features(body, train, cfg.features, None), time.perf_counter() - t
     feats, early = _centre_cache(body, cfg.features, None).with_stage(train, stages[-2].name)  # one forward pass
+    extract_s = time.perf_counter() - t
     t = time.perf_counter()  # the row's seconds: the probe's fits (the extraction is the frozen candidate's too)
     probe = _probe(early, train.labels, len(train.classes), cfg, train.classes)
     kw = {"cv_accuracy": probe.cv_accuracy, "folds": probe.folds, "width": int(early.shape[1])}
     evidence.append(_row(f"linear probe, stage {stages[-2].name}", None, None, time.perf_counter() - t, "", **kw))
-    return feats
+    return feats, extract_s
 
 
 def _centre_cache(body: Backbone, features: FeatureConfig, stage: str | None) -> FeatureCache:
