@@ -218,7 +218,12 @@ def test_every_link_and_anchor_resolves(page):
 
 @pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.where)
 def test_every_python_block_compiles(block: Snippet):
-    compile(block.text, block.where, "exec")
+    """A block with a syntax error fails here (compile raises SyntaxError); an empty block fails too."""
+    try:
+        code = compile(block.text, block.where, "exec")
+    except SyntaxError as e:
+        pytest.fail(f"{block.where}: {e.msg} at line {e.lineno}")
+    assert block.text.strip() and code.co_filename == block.where
 
 
 def test_every_py_block_is_a_snippet_file():
