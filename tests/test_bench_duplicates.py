@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_run import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 WEATHER = ROOT.parent / "shared" / "data" / "weather"
@@ -19,12 +17,8 @@ def test_bench_on_a_subset_of_real_photos(tmp_path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{WEATHER} is missing under CI: ../shared/data must be beside the checkout")
         pytest.skip(f"real photos not here: {WEATHER} (../shared/data beside the checkout)")
-    cmd = [sys.executable, str(ROOT / "bench" / "duplicates.py"), "--limit", "150", "--originals", "8"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    out = json.loads(lines[-1])
+    args = ("--limit", "150", "--originals", "8")
+    lines, out = run_bench("duplicates.py", *args, timeout=300, env={"TMPDIR": str(tmp_path)})
     assert out["images"] == 150 + 32 and out["planted"] == 32 and out["near_checked"]
     assert out["recall"] >= 0.9 and out["false_pairs_among_originals"] == 0 and out["goals_met"]
     assert set(out["recall_by_kind"]) == {"jpeg60", "half", "crop5", "all3"}

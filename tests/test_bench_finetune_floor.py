@@ -3,14 +3,13 @@ seed) on a generated folder and on a handful of the shared real photos."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_run import run_bench
 
 from tests.imagegen import make_image_folder
 
@@ -45,12 +44,8 @@ def test_mcnemar_exact_counts_discordant_pairs() -> None:
 
 
 def _bench(args: list[str], tmp_path: Path) -> tuple[list[str], dict]:
-    cmd = [sys.executable, str(ROOT / "bench" / "finetune_floor.py"), *args, "--out", str(tmp_path / "work")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    return lines, json.loads(lines[-1])
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return run_bench("finetune_floor.py", *args, "--out", str(tmp_path / "work"), env=env)
 
 
 @pytest.mark.slow  # five CLI runs (a few seconds each to start) and two plain loops: about a minute on 2 CPU cores

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_run import run_bench
 
 from tests.imagegen import make_image_folder
 
@@ -27,14 +24,10 @@ def _numbers(obj) -> list[float]:
 @pytest.mark.slow
 def test_quick_bench_on_a_tiny_folder(tmp_path: Path) -> None:
     data = make_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), n_per_class=12, size=(32, 32))
-    cmd = [sys.executable, str(ROOT / "bench" / "quality.py"), "--quick", "--data", str(data), "--backbone", "lenet5"]
-    cmd += ["--out", str(tmp_path / "work"), "--threads", "1", "--override", "trainer.accelerator=cpu"]
-    cmd += ["--override", "trainer.max_epochs=2", "--override", "auto.budget_s=5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    out = json.loads(lines[-1])
+    args = ["--quick", "--data", str(data), "--backbone", "lenet5"]
+    args += ["--out", str(tmp_path / "work"), "--threads", "1", "--override", "trainer.accelerator=cpu"]
+    args += ["--override", "trainer.max_epochs=2", "--override", "auto.budget_s=5"]
+    lines, out = run_bench("quality.py", *args)
     assert "RANDOM weights" in lines[0]  # no --weights: the output says the body is random
     assert sum(line.startswith("(a) ") for line in lines) == 2 and sum(line.startswith("(b) ") for line in lines) == 4
     heads, regimes = out["heads"], out["regimes"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bench_run import run_bench
 
 from tests.shared_data import need_shared_data
 from transfer.eval.label_issues import CSV_COLUMNS, find_label_issues, label_quality_scores
@@ -148,12 +146,7 @@ def test_report_section_shows_thumbnails_given_and_suggested():
 @pytest.mark.slow  # decodes the 1,009 photos and extracts 96 of them: ~40 s on 2 cores
 def test_label_issues_bench_tiny(tmp_path):
     need_shared_data()
-    cmd = [sys.executable, str(ROOT / "bench" / "label_issues.py"), "--tiny", "--cache-dir", str(tmp_path / "cache")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    out = json.loads(lines[-1])
+    lines, out = run_bench("label_issues.py", "--tiny", "--cache-dir", str(tmp_path / "cache"), timeout=600)
     assert out["train_images"] == 48 and out["seeds"] == [0] and out["folds"] == 3
     for row in out["summary"].values():
         assert 0 <= row["precision_mean"] <= 1 and 0 <= row["recall_mean"] <= 1

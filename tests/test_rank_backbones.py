@@ -5,14 +5,12 @@ backbone=auto in a fit."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bench_run import run_bench
 from torch import nn
 
 from tests.shared_data import need_shared_data
@@ -220,12 +218,7 @@ def test_rank_backbones_cli_prints_the_table(folder, run_cli, tmp_path):
 @pytest.mark.slow  # decodes the weather photos at two sizes and extracts 3 x 48 of them: ~1 minute on 2 cores
 def test_rank_backbones_bench_tiny(tmp_path):
     need_shared_data()
-    cmd = [sys.executable, str(ROOT / "bench" / "rank_backbones.py"), "--tiny", "--cache-dir", str(tmp_path / "c")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    out = json.loads(lines[-1])
+    lines, out = run_bench("rank_backbones.py", "--tiny", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     assert out["bench"] == "rank_backbones" and out["train_images"] == 48
     assert set(out["candidates"]) == {"imagenet_224", "imagenet_64", "random_224"}
     for row in out["candidates"].values():

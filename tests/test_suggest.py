@@ -3,15 +3,12 @@ its tiny mode on the real photos."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bench_run import run_bench
 
 from tests.shared_data import need_shared_data
 from transfer.eval.suggest import diversity_space, suggest_to_label, uncertainty
@@ -120,11 +117,7 @@ def test_small_pool_bad_inputs_rows_csv_and_tensors(tmp_path):
 @pytest.mark.slow  # decodes the 1,009 photos, extracts 96, fits 12 probes: ~45 s on 2 cores
 def test_suggest_bench_tiny(tmp_path):
     need_shared_data()
-    cmd = [sys.executable, str(ROOT / "bench" / "suggest.py"), "--tiny", "--cache-dir", str(tmp_path / "cache")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    _, out = run_bench("suggest.py", "--tiny", "--cache-dir", str(tmp_path / "cache"), timeout=600)
     assert out["pool_images"] == 48 and out["test_images"] == 48 and out["sizes"] == [8, 16, 24]
     assert set(out["mean_accuracy"]) == {"random", "suggest", "margin", "k-center"}
     c = out["vs_random"]["suggest"]
