@@ -22,7 +22,7 @@ from transfer.eval.duplicates import (
     leakage_pairs,
 )
 from transfer.eval.label_issues import LabelIssues
-from transfer.eval.stats import format_p
+from transfer.eval.stats import p_phrase
 from transfer.features.cache import describe_key_record
 
 GALLERY_SIZE = 24  # items per gallery group
@@ -135,11 +135,10 @@ def paired_shortfall(name: str, base: float, headline: dict, test: dict) -> str 
     if value > base and p < 0.05:
         return None
     where = "below" if value < base and p < 0.05 else "not clearly above"
-    phrase = f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
     return (
         f"the model is {where} the {name} baseline: {headline.get('name', 'accuracy')} {100 * value:.1f}% vs "
         f"{100 * base:.1f}% on the same {test['n']} images (the model alone right on {test['b']}, the {name} alone on "
-        f"{test['c']}; exact McNemar {phrase})"
+        f"{test['c']}; exact McNemar {p_phrase(p)})"
     )
 
 

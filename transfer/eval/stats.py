@@ -184,7 +184,8 @@ def format_p(p: float) -> str:
     return "1.0" if p >= 0.995 else f"{p:.2g}"
 
 
-def _p_phrase(p: float) -> str:
+def p_phrase(p: float) -> str:
+    """'p = 0.042', or 'p < 0.001': a p-value as a sentence says it."""
     text = format_p(p)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
@@ -195,8 +196,8 @@ def compare_models(name_a: str, correct_a, name_b: str, correct_b, alpha: float 
     p, n = test["p_value"], test["n"]
     if p < alpha and test["b"] != test["c"]:
         winner, loser = (name_a, name_b) if test["b"] > test["c"] else (name_b, name_a)
-        return f"{winner} beats {loser}, {_p_phrase(p)} (McNemar, {n} images)"
-    return f"no detectable difference between {name_a} and {name_b} on {n} images ({_p_phrase(p)})"
+        return f"{winner} beats {loser}, {p_phrase(p)} (McNemar, {n} images)"
+    return f"no detectable difference between {name_a} and {name_b} on {n} images ({p_phrase(p)})"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

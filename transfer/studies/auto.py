@@ -240,6 +240,7 @@ def _run_candidate(
     fit_part, _, _ = selection_split(train.subset(fit0), None, cfg)
     run_cfg = apply_hyperrule(cfg, len(fit_part))[0]
     epochs = run_cfg.trainer.max_epochs
+    steps = math.ceil(len(fit_part) / run_cfg.data.batch_size) * epochs  # the epochs the schedule gives, as steps
     floor = folds.k * epochs * len(fit_part) * forward_s
     if run_cfg.trainer.max_steps and run_cfg.trainer.max_steps > 0:  # a step cap: no floor from the epochs
         floor = 0.0
@@ -250,7 +251,7 @@ def _run_candidate(
             f"features' time per image), {allowed:.0f} s allowed (raise auto.budget_s to measure it)"
         )
         return None, why, floor
-    step_s, fixed_s, steps = _timing(make_backbone, regime, train.subset(fit0), cfg)
+    step_s, fixed_s = _timing(make_backbone, regime, train.subset(fit0), cfg)
     projected = (fixed_s + step_s * steps) * folds.k
     arithmetic = f"{folds.k} folds x ({fixed_s:.1f} s + {steps} steps x {step_s:.3f} s) = {projected:.0f} s"
     if projected > allowed:
@@ -283,13 +284,10 @@ def mcnemar_exact_counts(b: int, c: int) -> float:
     )
 
 
-def _timing(make_backbone, regime: Regime, part: LabelledImages, cfg: TrainConfig) -> tuple[float, float, int]:
-    """(seconds a training step takes here, seconds of a fold's fixed costs, steps one fold trains). Two short runs,
-    of 1 and 1 + TIMING_STEPS steps, so the set-up (the body, the norm policy's pass over the images, Lightning)
-    cancels out of the step time; the steps are the epochs the schedule gives at the batch size."""
-    fit_part, _, _ = selection_split(part, None, cfg)
-    run_cfg, _ = apply_hyperrule(cfg, len(fit_part))
-    steps = math.ceil(len(fit_part) / run_cfg.data.batch_size) * run_cfg.trainer.max_epochs
+def _timing(make_backbone, regime: Regime, part: LabelledImages, cfg: TrainConfig) -> tuple[float, float]:
+    """(seconds a training step takes here, seconds of a fold's fixed costs). Two short runs, of 1 and
+    1 + TIMING_STEPS steps, so the set-up (the body, the norm policy's pass over the images, Lightning) cancels out of
+    the step time."""
     walls = []
     for n in (1, 1 + TIMING_STEPS):
         probe_cfg = replace(cfg, trainer=replace(cfg.trainer, max_steps=n, monitor="none"))
@@ -298,7 +296,7 @@ def _timing(make_backbone, regime: Regime, part: LabelledImages, cfg: TrainConfi
         fit_classifier(body, head, replace(regime, lp_init=False), part, None, probe_cfg, None, True, RunOptions(False))
         walls.append(time.perf_counter() - t)
     step = max(walls[1] - walls[0], 0.0) / TIMING_STEPS
-    return step, max(walls[0] - step, 0.0), steps
+    return step, max(walls[0] - step, 0.0)
 
 
 def _fine_tune(make_backbone, regime, train, fit, held, cfg: TrainConfig, left: float) -> torch.Tensor | None:
