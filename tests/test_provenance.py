@@ -127,3 +127,27 @@ def test_a_scratch_model_is_random_by_design_and_the_pretrained_regimes_start_is
     else:
         assert lines == [f"weights: {provenance_line(source)}"] and weights_warnings(report) == []
         assert page_title(report) == "Training report: lenet5"
+
+
+def test_the_same_weights_saved_by_two_processes_hash_the_same(tmp_path):
+    """The sha256 the card and the terminal quote names the weights: safetensors writes its metadata map in a random
+    order per process, so a model dir carries a single metadata key (two keys gave one model two hashes)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from transfer.backbones.factory import create_backbone; "
+        "from transfer.model.classifier import Classifier; from transfer.model.heads import create_head; "
+        "from transfer.model.model_dir import save_model_dir; torch.manual_seed(0); b = create_backbone('lenet5'); "
+        "c = Classifier(b, create_head('softmax', b.num_features, 2)); "
+        "[save_model_dir(p, c, 'lenet5', ['a', 'b'], {'name': 'softmax'}) for p in sys.argv[1:]]"
+    )
+    dirs = [tmp_path / f"m{i}" for i in range(4)]
+    for pair in (dirs[:2], dirs[2:]):  # two processes, two saves each
+        subprocess.run([sys.executable, "-c", code, *map(str, pair)], check=True, cwd=Path(__file__).parents[1])
+    hashes = {_sha256(d / "model.safetensors") for d in dirs}
+    assert len(hashes) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(dirs[0] / "model.safetensors"), "pt") as f:
+        assert list(f.metadata()) == ["format"]

@@ -73,7 +73,7 @@ def view_transform(name: str, pre: Preprocessing, augment: AugmentConfig) -> Vie
 
         def random_view(img: torch.Tensor, seed: int) -> torch.Tensor:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((seed * 1_000_003 + index) % (2**63))
+                torch.default_generator.manual_seed((seed * 1_000_003 + index) % (2**63))  # CPU pixels
                 return tf(img)
 
         return random_view

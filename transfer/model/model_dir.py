@@ -66,7 +66,9 @@ def save_model_dir(
     }
 
     def write(tmp: Path) -> None:
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": "transfer.model_dir", "version": __version__})
+        # ONE metadata key: safetensors writes its metadata map in a per-process random order, so two keys made the
+        # same weights hash differently from run to run (the card and the terminal quote that sha256)
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": f"transfer.model_dir {__version__}"})
         (tmp / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     _install(path, write)

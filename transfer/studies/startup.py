@@ -23,7 +23,7 @@ from transfer.model.heads import create_head
 from transfer.model.model_dir import save_model_dir
 from transfer.studies.config import FitConfig
 from transfer.training.config import Regime
-from transfer.training.fit import fit_classifier
+from transfer.training.fit import RunOptions, fit_classifier
 
 log = logging.getLogger("transfer")
 
@@ -224,6 +224,7 @@ def _train_digits_source(req: FitRequest) -> tuple[Path, float]:
         source_cfg,
         None,
         quiet=True,
+        run=RunOptions(validate_each_epoch=False),  # the held-out accuracy is read once, at the end
     )
     acc = classification_metrics(fitted.val_probs, task.images.labels[val_idx], task.images.classes)["accuracy"]
     path = save_model_dir(
