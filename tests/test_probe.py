@@ -190,3 +190,22 @@ def test_views_auto_keeps_the_mirror_rows_only_when_cross_validation_says_they_h
     assert result.views.startswith("features.views=auto: ")
     one = replace(cfg, features=FeatureConfig(views="1"))
     assert train_head(torch.nn.Linear(6, 2), noise, labels, one).views == ""  # views=1: no choice made
+
+
+@pytest.mark.parametrize("init", [False, True])
+def test_the_small_problem_path_reaches_the_torch_solvers_optimum(monkeypatch, init: bool) -> None:
+    """A small CPU problem is solved by SciPy's L-BFGS-B on NumPy arrays (torch's per-op dispatch dominated there):
+    the same objective, so the same optimum as torch's LBFGS to the stopping tolerance, from a cold or a warm start."""
+    import transfer.training.logistic_lbfgs as lbfgs
+
+    x, y = blobs(n=60, d=12, c=3)
+    z = Standardiser.fit(x.double())(x.double())
+    problem = lbfgs.stack_problems([z[:30], z[30:]], [y[:30], y[30:]], 3)  # two folds, one batch
+    start = (torch.full((2, 3, 12), 0.01, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)) if init else None
+    assert z.numel() * 3 <= lbfgs.SMALL_PROBLEM
+    small = lbfgs.fit_logistic(*problem, 1e-3, init=start)
+    monkeypatch.setattr(lbfgs, "SMALL_PROBLEM", 0)  # the torch path
+    big = lbfgs.fit_logistic(*problem, 1e-3, init=start)
+    assert small.grad_norm < GRAD_BOUND and big.grad_norm < GRAD_BOUND
+    assert torch.allclose(small.weight, big.weight, atol=1e-4) and torch.allclose(small.bias, big.bias, atol=1e-4)
+    assert small.weight.shape == (2, 3, 12) and small.bias.shape == (2, 3) and small.iterations > 0
