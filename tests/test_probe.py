@@ -201,7 +201,8 @@ def test_the_small_problem_path_reaches_the_torch_solvers_optimum(monkeypatch, i
     x, y = blobs(n=60, d=12, c=3)
     z = Standardiser.fit(x.double())(x.double())
     problem = lbfgs.stack_problems([z[:30], z[30:]], [y[:30], y[30:]], 3)  # two folds, one batch
-    start = (torch.full((2, 3, 12), 0.01, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)) if init else None
+    f64 = torch.float64
+    start = (torch.full((2, 3, 12), 0.01, dtype=f64), torch.zeros(2, 3, dtype=f64)) if init else None
     assert z.numel() * 3 <= lbfgs.SMALL_PROBLEM
     small = lbfgs.fit_logistic(*problem, 1e-3, init=start)
     monkeypatch.setattr(lbfgs, "SMALL_PROBLEM", 0)  # the torch path
