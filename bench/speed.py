@@ -67,8 +67,9 @@ def study(work: Path, quick: bool, repeat: int) -> dict:
     def toolkit(cache: Path, run: str) -> float:
         return timed(transfer_cmd(f"hydra.run.dir={work / run}", f"features.cache_dir={cache}", *extra), work)[0]
 
-    colds = [toolkit(work / f"cache-cold{i}", f"cold{i}") for i in range(repeat)]  # a fresh cache each: cold
-    warm = best_of(repeat, lambda: toolkit(work / "cache-cold0", "warm"))
+    # a fresh cache each (features, and the source model in `sources/` beside them): cold
+    colds = [toolkit(work / f"cold{i}" / "cache", f"cold{i}/run") for i in range(repeat)]
+    warm = best_of(repeat, lambda: toolkit(work / "cold0" / "cache", "warm"))
     plain_args = [sys.executable, __file__, "--plain-study"] + (["--quick"] if quick else [])
     plain = best_of(repeat, lambda: timed(plain_args, work)[0])
     cold = min(colds)
