@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -48,3 +51,17 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (as it was, after): importing torch, Lightning and timm
+    builds about a million objects that live as long as the process, and collecting while they are built took 1 s of
+    the digits study's 4 s of imports."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

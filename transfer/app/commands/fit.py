@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer.app.config_source import conf_dir
-from transfer.app.dispatch import output_dir, quiet_lightning
+from transfer.app.dispatch import collector_paused, output_dir, quiet_lightning
 from transfer.app.early import check_before_run
 from transfer.app.schema import Config
 
@@ -52,10 +52,11 @@ def fit_config(cfg: Config, out_dir: Path, quiet: bool = False) -> dict:
     """Check, build and run a fit; returns the report (metrics.json's content; empty on DDP ranks other than 0)."""
     started = time.perf_counter()
     check_before_run(cfg)  # the CLI ran it before Hydra started; the library comes here directly
+    with collector_paused():
+        from transfer.studies.fit import run_fit  # torch, Lightning, the study
+
     request = fit_request(cfg, out_dir, quiet)
     quiet_lightning()
-    from transfer.studies.fit import run_fit
-
     return run_fit(request, started)
 
 
