@@ -12,12 +12,13 @@ import torch
 from features_helpers import images, lenet
 
 from transfer.data.augment import AugmentConfig, build_eval_transform
+from transfer.data.digests import pixel_digests
 from transfer.data.labelled import LabelledImages
 from transfer.errors import UserError
 from transfer.features import FeatureCache, FeatureConfig
 from transfer.features import key as keymod
 from transfer.features import store as storemod
-from transfer.features.key import pixel_digests, set_digest
+from transfer.features.key import set_digest
 
 
 def cache(backbone, tmp_path, **kw) -> FeatureCache:
@@ -213,3 +214,22 @@ def test_penultimate_and_an_earlier_stage_in_one_pass_equal_two_separate_passes(
     again = cache(bb, tmp_path / "pair")
     torch.testing.assert_close(again.with_stage(imgs, "c5")[1], c5, rtol=0, atol=0)
     assert again.last.extracted == 0
+
+
+def test_a_set_hashes_its_pixels_once_and_a_subset_takes_its_share(monkeypatch):
+    """The feature cache, the duplicate finder and the CV groups all address images by `pixel_digests`: one pass
+    over the whole set serves them and every subset of it."""
+    import transfer.data.labelled as labelled
+
+    g = torch.Generator().manual_seed(0)
+    whole = labelled.LabelledImages(
+        torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g), torch.arange(6) % 2, ["a", "b"],
+        [f"i{k}" for k in range(6)],
+    )  # fmt: skip
+    calls = []
+    monkeypatch.setattr(labelled, "pixel_digests", lambda p: calls.append(len(p)) or pixel_digests(p))
+    part = whole.subset([4, 1]).subset([1])  # a subset of a subset
+    assert part.digests() == pixel_digests(whole.pixels[[1]])
+    assert whole.digests() == pixel_digests(whole.pixels) and whole.subset([5, 0]).digests() == [
+        whole.digests()[5], whole.digests()[0]]  # fmt: skip
+    assert calls == [6]  # the whole set, once

@@ -8,11 +8,11 @@ from features_helpers import images, lenet
 
 from transfer.backbones.base import Preprocessing
 from transfer.data.config import AugmentConfig
+from transfer.data.digests import pixel_digests
 from transfer.distributed import shard_for_rank
 from transfer.errors import UserError
 from transfer.features import CacheStats, FeatureCache, FeatureConfig
 from transfer.features.dataset import SampledViews
-from transfer.features.key import pixel_digests
 from transfer.features.tap import FeatureTap
 from transfer.features.views import resolve_views, view_transform
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transfer.features.key import pixel_digests
+from transfer.data.digests import pixel_digests
 
 THUMB = 16  # thumbnail side: coarse enough to ignore re-encoding and resizing, fine enough to tell photos apart
 CROP = 0.95  # the crops each image is also compared as: a copy cropped by up to 5% lines up with one of them
@@ -160,12 +160,15 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def find_duplicates(pixels: torch.Tensor, max_pairs: int | None = 10_000, block_mb: float = 8.0) -> Duplicates:
-    """Exact and near duplicate pairs among N x C x H x W uint8 images at store size (see the module docstring)."""
+def find_duplicates(
+    pixels: torch.Tensor, max_pairs: int | None = 10_000, block_mb: float = 8.0, digests: list[str] | None = None
+) -> Duplicates:
+    """Exact and near duplicate pairs among N x C x H x W uint8 images at store size (see the module docstring);
+    `digests`: the images' `pixel_digests` when the caller has them."""
     if pixels.ndim != 4:
         raise ValueError(f"pixels must be N x C x H x W, got shape {tuple(pixels.shape)}")
     groups: dict[str, list[int]] = defaultdict(list)
-    for k, digest in enumerate(pixel_digests(pixels)):
+    for k, digest in enumerate(digests if digests is not None else pixel_digests(pixels)):
         groups[digest].append(k)
     members = list(groups.values())  # one group per distinct image, in first-seen order
     pairs = [DuplicatePair(a, b, 1.0, True) for g in members for a, b in itertools.combinations(g, 2)]

@@ -201,7 +201,7 @@ def duplicates_section(
     bench/duplicates.py): held-out images that copy one of the chosen model's training images (`held_out`: (split name,
     indices) pairs), and copies filed under different labels. Always a one-line `summary`; `warnings` only when a
     held-out image copies a training image. Every pair is counted; the first LISTED of each kind get thumbnails."""
-    found = find_duplicates(images.pixels)
+    found = find_duplicates(images.pixels, digests=images.digests())
     classes = [images.classes[y] for y in images.labels.tolist()]
 
     def entry(a: int, b: int, p: DuplicatePair) -> dict:

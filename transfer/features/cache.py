@@ -21,7 +21,7 @@ from transfer.data.labelled import LabelledImages
 from transfer.distributed import barrier, dist_info, shard_for_rank
 from transfer.features.config import FeatureConfig
 from transfer.features.extract import extract_views
-from transfer.features.key import FORMAT, code_digest, digest_of, library_versions, pixel_digests, weights_digest
+from transfer.features.key import FORMAT, code_digest, digest_of, library_versions, weights_digest
 from transfer.features.store import MemoryStore, ShardStore
 from transfer.features.tap import FeatureTap, PairTap
 from transfer.features.views import describe_view, resolve_views
@@ -129,7 +129,7 @@ class FeatureCache:
         images and commits its own shards; all ranks then read the union.
         """
         views = views or self.views()
-        digests = digests if digests is not None else pixel_digests(images.pixels)
+        digests = digests if digests is not None else images.digests()
         if rank is None or world_size is None:
             rank, world_size = dist_info()
         stats = CacheStats(requested=len(digests) * len(views))
@@ -155,7 +155,7 @@ class FeatureCache:
         """(N x D centre-view features of this cache's tap, N x C of `stage`'s), both cached under their own keys;
         when both are missing for the same images (and one process extracts) they come from ONE forward pass."""
         other = FeatureCache(self.backbone, replace(self.cfg, stage=stage), self.device, self.augment)
-        digests = pixel_digests(images.pixels)
+        digests = images.digests()
         mine, theirs = self.store("center"), other.store("center")
         missing = [d for d in dict.fromkeys(digests) if d not in mine.index()]
         if missing and self.tap.stage == "pooled" and dist_info()[1] == 1:

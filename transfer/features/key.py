@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from transfer.data.digests import tensor_bytes
+
 FORMAT = "transfer.features/1"  # bump to orphan every cache written by an older layout
 
 
@@ -26,17 +28,12 @@ def library_versions() -> dict[str, str]:
     return {"torch": torch.__version__, "timm": version("timm"), "transfer": __version__}
 
 
-def _tensor_bytes(t: torch.Tensor) -> memoryview:
-    flat = t.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-
-
 def weights_digest(module: nn.Module) -> str:
     """sha256 over every state-dict tensor (name, dtype, shape, bytes): any changed weight or buffer changes it."""
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(_tensor_bytes(t))
+        h.update(tensor_bytes(t))
     return h.hexdigest()
 
 
@@ -65,17 +62,6 @@ def code_digest(module: nn.Module) -> dict[str, str]:
             continue
         out[cls.__module__] = _source_digest(cls)
     return dict(sorted(out.items()))
-
-
-def pixel_digests(pixels: torch.Tensor) -> list[str]:
-    """One 128-bit blake2b per image of N x C x H x W uint8 pixels (shape included)."""
-    out = []
-    for img in pixels:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{tuple(img.shape)}|{img.dtype}|".encode())
-        h.update(_tensor_bytes(img))
-        out.append(h.hexdigest())
-    return out
 
 
 def digest_of(obj: dict | list) -> str:

@@ -29,7 +29,6 @@ from transfer.data.labelled import LabelledImages
 from transfer.eval.stats import bootstrap_ci, mcnemar_exact
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
-from transfer.features.key import pixel_digests
 from transfer.studies.crossval import fold_count, stratified_folds
 from transfer.studies.study import seeded_start
 from transfer.training.config import Regime, TrainConfig
@@ -109,7 +108,7 @@ def choose_regime(
     started = time.perf_counter()
     budget = float(budget_s) if budget_s else default_budget_s()
     cfg = replace(cfg, seed=seed)
-    groups = pixel_digests(train.pixels)
+    groups = train.digests()
     k, fold_note = fold_count(train.labels, groups, FOLDS, list(train.classes))
     if k < 2:
         reason = f"a class has a single distinct image: nothing to cross-validate, the frozen result ({fold_note})"

@@ -22,7 +22,6 @@ from transfer.data.labelled import LabelledImages
 from transfer.distributed import dist_info
 from transfer.eval.scoring import scored_metrics
 from transfer.eval.stats import majority_baseline
-from transfer.features.key import pixel_digests
 from transfer.studies.study import RunResult, quiet_per_run_logs, seeded_start
 from transfer.training.config import Regime, TrainConfig
 from transfer.training.fit import RunOptions, fit_classifier
@@ -108,7 +107,7 @@ def cross_validate(
     (no fold could both train and score it) or `folds` < 2."""
     part = images.subset(index)
     classes = list(part.classes)
-    groups = pixel_digests(part.pixels)
+    groups = part.digests()
     if folds < MIN_FOLDS:
         return None
     k, note = fold_count(part.labels, groups, folds, classes)

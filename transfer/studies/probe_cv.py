@@ -29,7 +29,6 @@ from transfer.data.task import TaskData
 from transfer.errors import UserError
 from transfer.eval.scoring import scored_metrics
 from transfer.features.cache import FeatureCache
-from transfer.features.key import pixel_digests
 from transfer.studies.crossval import MIN_FOLDS, fold_count, stratified_folds
 from transfer.studies.probe_baseline import out_of_fold_probs
 from transfer.studies.startup import FitRequest, start
@@ -102,7 +101,7 @@ def nested_probe_cv(ff: FrozenFeatures, req: FitRequest) -> ProbeCV:
     UserError when a class has fewer than two distinct images."""
     started = time.perf_counter()
     images, classes = ff.images, list(ff.images.classes)
-    groups, seed = pixel_digests(images.pixels), req.seeds[0]
+    groups, seed = images.digests(), req.seeds[0]
     k, note = fold_count(images.labels, groups, max(MIN_FOLDS, req.cfg.report.cv_folds), classes)
     if k < MIN_FOLDS:
         raise UserError(

@@ -28,7 +28,6 @@ from transfer.backbones.config import BackboneConfig
 from transfer.errors import UserError
 from transfer.eval.logme import logme
 from transfer.eval.stats import compare_models
-from transfer.features.key import pixel_digests
 from transfer.studies.config import AUTO_BACKBONE, candidate_config, check_backbones
 from transfer.studies.probe_cv import frozen_features, probe_cv_on
 from transfer.studies.startup import FitRequest
@@ -148,7 +147,7 @@ def rank_backbones(req: FitRequest, entries: list | None, write: bool = True) ->
             "features": ff.features,
             "labels": ff.images.labels,
             "classes": list(ff.images.classes),
-            "groups": pixel_digests(ff.images.pixels),
+            "groups": ff.images.digests(),
             "names": names,
         }
         del ff  # the pixels: only the features are kept per candidate

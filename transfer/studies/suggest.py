@@ -26,7 +26,6 @@ from transfer.eval.scoring import write_rows_csv
 from transfer.eval.suggest import Suggestions, suggest_to_label
 from transfer.features.cache import FeatureCache
 from transfer.features.config import FeatureConfig
-from transfer.features.key import pixel_digests
 from transfer.inference.predict import decode_pixels, list_images
 from transfer.model.model_dir import load_model_dir
 from transfer.studies.fit import classifier_probs
@@ -103,14 +102,14 @@ def suggest_next(
     if pool is None:
         raise UserError(f"images={images}: none of its image files could be decoded ({notes[0].split(': ', 2)[-1]}).")
     cache = FeatureCache(classifier.backbone, replace(features or FeatureConfig(), stage=None), device)
-    pool_digests = pixel_digests(pool.pixels)
+    pool_digests = pool.digests()
     lab_feats, labelled, known = None, None, set()
     files, where = labelled_files(model_dir, data_root)
     lab, skipped = decode_files(files, pre, "labelled") if files is not None else (None, [])
     notes += skipped
     if lab is not None:
         lab_feats = cache.features(lab, ["center"], rank=0, world_size=1)[:, 0].numpy()  # M x D
-        labelled, known = len(lab), set(pixel_digests(lab.pixels))
+        labelled, known = len(lab), set(lab.digests())
         where = f"already labelled: {labelled} images count as covered: {where}"
     keep = [i for i, d in enumerate(pool_digests) if d not in known]
     if not keep:

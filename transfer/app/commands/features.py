@@ -78,9 +78,8 @@ def features_command(cfg: Config, out_dir: Path) -> dict:
 
 def write_set_manifest(fcfg: FeatureConfig, cache: FeatureCache, images, views: list[str]) -> Path:
     """The set's manifest (files by content + class map -> namespaces), written last, by rank 0 only."""
-    from transfer.features.key import pixel_digests
 
-    digests = pixel_digests(images.pixels)
+    digests = images.digests()
     labels = images.labels.tolist()
     name = set_digest(digests, labels, list(images.classes))
     path = fcfg.directory() / "sets" / f"{name}.json"
