@@ -262,3 +262,28 @@ def test_pairs_on_one_side_under_one_label_are_counted_in_the_one_line_not_warne
     )
     page = render_report({"duplicates": section})
     assert f'<section id="duplicates"><p>{section["summary"]}</p></section>' in page
+
+
+def test_pairs_found_once_are_read_back_for_the_same_images_and_found_again_for_others(tmp_path, monkeypatch):
+    """stored_duplicates keeps find_duplicates' answer under the images' digests: the same images (a rerun) read it
+    back without searching, other images (one changed pixel) or a corrupt entry are searched again."""
+    import transfer.eval.duplicates as dup
+    from transfer.data.digests import pixel_digests
+
+    px = _noise(30)
+    px[12] = px[4]
+    searched = []
+    real = dup.find_duplicates
+    monkeypatch.setattr(dup, "find_duplicates", lambda p, **k: searched.append(len(p)) or real(p, **k))
+    first = dup.stored_duplicates(px, pixel_digests(px), tmp_path)
+    again = dup.stored_duplicates(px.clone(), pixel_digests(px), tmp_path)
+    assert searched == [30] and again == first and [(p.i, p.j, p.exact) for p in again.pairs] == [(4, 12, True)]
+    assert isinstance(again.pairs[0], DuplicatePair) and again.near_checked
+    other = px.clone()
+    other[0, 0, 0, 0] ^= 1
+    dup.stored_duplicates(other, pixel_digests(other), tmp_path)
+    assert searched == [30, 30] and len(list(tmp_path.glob("*.json"))) == 2
+    for f in tmp_path.glob("*.json"):
+        f.write_text("{not json")
+    assert dup.stored_duplicates(px, pixel_digests(px), tmp_path) == first and searched == [30, 30, 30]
+    assert dup.stored_duplicates(px, pixel_digests(px), None) == first and searched == [30, 30, 30, 30]

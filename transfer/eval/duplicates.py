@@ -21,16 +21,23 @@ Similarities are computed in row blocks (about `block_mb` of float32 each), so 5
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transfer.atomic import write_text_atomic
 from transfer.data.digests import pixel_digests
+
+log = logging.getLogger(__name__)
 
 THUMB = 16  # thumbnail side: coarse enough to ignore re-encoding and resizing, fine enough to tell photos apart
 CROP = 0.95  # the crops each image is also compared as: a copy cropped by up to 5% lines up with one of them
@@ -180,6 +187,36 @@ def find_duplicates(
         for a, b, sim in found:
             pairs += [DuplicatePair(*sorted((x, y)), sim, False) for x in members[a] for y in members[b]]
     return Duplicates(pairs[:max_pairs] if max_pairs is not None else pairs, near_checked)
+
+
+STORED = "transfer.duplicates/1"
+
+
+def stored_duplicates(pixels: torch.Tensor, digests: list[str], cache: Path | None) -> Duplicates:
+    """`find_duplicates`, kept in `cache` under a key of the images' digests (in order) and this file's code: a run on
+    the same images finds an earlier run's pairs (1.3 s for 1,009 photos). A missing or unreadable entry is found
+    again; a failed write only costs the reuse."""
+    if cache is None:
+        return find_duplicates(pixels, digests=digests)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(Path(__file__).read_bytes())
+    h.update("\n".join(digests).encode())
+    path = Path(cache) / f"{h.hexdigest()}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") == STORED:
+            pairs = [DuplicatePair(int(i), int(j), float(s), bool(e)) for i, j, s, e in data["pairs"]]
+            return Duplicates(pairs, bool(data["near_checked"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = find_duplicates(pixels, digests=digests)
+    text = json.dumps({"format": STORED, "near_checked": found.near_checked, "pairs": [list(p) for p in found.pairs]})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    except OSError as e:
+        log.info("duplicates: not cached (%s)", e)
+    return found
 
 
 def leakage_pairs(pairs: list[DuplicatePair], train_idx, held_idx) -> list[tuple[int, int, DuplicatePair]]:

@@ -5,6 +5,7 @@ inputs, no training."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,9 @@ from transfer.eval.duplicates import (
     MIN_IMAGES,
     DuplicatePair,
     Duplicates,
-    find_duplicates,
     label_conflicts,
     leakage_pairs,
+    stored_duplicates,
 )
 from transfer.eval.label_issues import LabelIssues
 from transfer.eval.stats import p_phrase
@@ -195,13 +196,17 @@ def scan_section(scan: dict) -> dict:
 
 
 def duplicates_section(
-    images: LabelledImages, train_idx: Sequence[int], held_out: Sequence[tuple[str, Sequence[int] | None]]
+    images: LabelledImages,
+    train_idx: Sequence[int],
+    held_out: Sequence[tuple[str, Sequence[int] | None]],
+    cache: Path | None = None,
 ) -> dict:
     """Duplicates over all of the run's images (eval/duplicates.py: exact pixels, and near copies measured by
     bench/duplicates.py): held-out images that copy one of the chosen model's training images (`held_out`: (split name,
     indices) pairs), and copies filed under different labels. Always a one-line `summary`; `warnings` only when a
-    held-out image copies a training image. Every pair is counted; the first LISTED of each kind get thumbnails."""
-    found = find_duplicates(images.pixels, digests=images.digests())
+    held-out image copies a training image. Every pair is counted; the first LISTED of each kind get thumbnails.
+    `cache`: where pairs found among the same images are kept (None: found afresh)."""
+    found = stored_duplicates(images.pixels, images.digests(), cache)
     classes = [images.classes[y] for y in images.labels.tolist()]
 
     def entry(a: int, b: int, p: DuplicatePair) -> dict:

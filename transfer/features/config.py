@@ -48,5 +48,10 @@ class FeatureConfig:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return Path(base) / "transfer" / "features"
 
+    def beside(self, name: str) -> Path | None:
+        """A cache of other results next to the features (`sources`: source models, `duplicates`: duplicate pairs);
+        None when caching is off (features.enabled=false)."""
+        return self.directory().parent / name if self.enabled else None
+
     def to_dict(self) -> dict:
         return asdict(self)

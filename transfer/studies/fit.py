@@ -132,6 +132,7 @@ def report_fit(req: FitRequest, task: TaskData, result, extra: dict, make_backbo
         cv.index if cv is not None else None,
         cv.probs if cv is not None else None,
         label_issues=issues,
+        duplicates_cache=req.cfg.features.beside("duplicates"),
     )
     write_fit_report(report, req.out_dir, evidence)
     return report

@@ -58,6 +58,7 @@ class FitEvidence:
     cv_idx: list[int] | None = None  # cross-validated images (no test/): the headline's images
     cv_probs: torch.Tensor | None = None  # ... and their out-of-fold softmax
     label_issues: LabelIssues | None = None  # suspected label errors among the cv images (issue.index: into cv_idx)
+    duplicates_cache: Path | None = None  # where duplicate pairs found among the same images are kept (None: none)
 
 
 def make_headline(
@@ -176,7 +177,7 @@ def _evidence(report: dict) -> dict:
 
 def _duplicates(ev: FitEvidence) -> dict:
     held_out = [(ev.eval_name, ev.eval_idx), ("test", ev.test_idx)]  # from the pixels: every regime, no features
-    return duplicates_section(ev.images, ev.train_idx, held_out)
+    return duplicates_section(ev.images, ev.train_idx, held_out, ev.duplicates_cache)
 
 
 def page_title(report: dict) -> str:

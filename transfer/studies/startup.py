@@ -169,7 +169,8 @@ def pretrain_digits_source(req: FitRequest) -> tuple[Path, float, str | None]:
     from transfer.studies.resume import model_dir_complete
 
     cfg = req.cfg
-    cache = cfg.features.directory().parent / "sources" / source_key(cfg) if cfg.features.enabled else None
+    beside = cfg.features.beside("sources")
+    cache = beside / source_key(cfg) if beside is not None else None
     if cache is not None and model_dir_complete(cache):
         classifier, card = load_model_dir(cache)
         if "source_accuracy" in card:
