@@ -210,3 +210,24 @@ def test_the_small_problem_path_reaches_the_torch_solvers_optimum(monkeypatch, i
     assert small.grad_norm < GRAD_BOUND and big.grad_norm < GRAD_BOUND
     assert torch.allclose(small.weight, big.weight, atol=1e-4) and torch.allclose(small.bias, big.bias, atol=1e-4)
     assert small.weight.shape == (2, 3, 12) and small.bias.shape == (2, 3) and small.iterations > 0
+
+
+def test_the_same_probe_on_the_same_rows_is_fitted_once_per_process(monkeypatch) -> None:
+    """A study asks for one probe several times (the frozen regime, the `pooled` stage probe, the baseline): the
+    answer is a pure function of its inputs, so the second ask copies the first answer, and any changed input fits."""
+    import transfer.training.probe as probe
+
+    monkeypatch.setattr(probe, "_FITTED", type(probe._FITTED)())
+    solves = []
+    real = probe.fit_logistic
+    monkeypatch.setattr(probe, "fit_logistic", lambda *a, **k: solves.append(1) or real(*a, **k))
+    x, y = blobs(n=60, d=8, c=3)
+    first = fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-2], folds=3)
+    n = len(solves)
+    with torch.no_grad():
+        first.linear.weight.zero_()  # the caller's copy: the kept answer is not touched
+    again = fit_linear_probe(x.clone(), y.clone(), 3, l2_grid=[1e-1, 1e-2], folds=3)
+    assert len(solves) == n and again.l2 == first.l2 and again.grid == first.grid
+    assert bool(again.linear.weight.abs().sum() > 0)
+    fit_linear_probe(x, y, 3, l2_grid=[1e-1, 1e-2], folds=3, seed=1)  # another seed: other folds
+    assert len(solves) > n

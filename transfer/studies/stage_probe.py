@@ -56,7 +56,8 @@ def probe_stages(
             feats = FeatureCache(body, replace(features_cfg, stage=stage)).features(images, ["center"])  # N x 1 x D
             widths[stage] = int(feats.shape[-1])
             head = torch.nn.Linear(widths[stage], len(images.classes))
-            train_head(head, feats[train_idx], labels[train_idx], replace(cfg, seed=seed), solver="lbfgs")
+            seeded = replace(cfg, seed=seed)
+            train_head(head, feats[train_idx], labels[train_idx], seeded, solver="lbfgs", class_names=images.classes)
             preds = predict_head(head, feats[eval_idx][:, 0]).argmax(1)
             runs[stage].append(float((preds == labels[eval_idx]).float().mean()))
     out = {

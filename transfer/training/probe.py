@@ -13,16 +13,21 @@ number of rows: scikit-learn's C = 1 / (lambda * n_rows). The default grid, 10 v
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import nn
 
+from transfer.data.digests import tensor_bytes
 from transfer.errors import UserError
 from transfer.training.logistic_lbfgs import (
     RowSpace,
@@ -103,6 +108,10 @@ def fit_linear_probe(
         raise ValueError(f"folds must be at least 2, got {folds}")
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     dev = torch.device(device)
+    key = _memo_key(views, y, groups_arr, [num_classes, grid, folds, seed, max_iter, str(dev), names])
+    if key in _FITTED:  # the same probe on the same rows, fitted earlier in this process
+        _FITTED.move_to_end(key)
+        return replace(copy.deepcopy(_FITTED[key]), seconds=time.perf_counter() - start)
     rows = views.reshape(n * k, d)
     _check_informative(rows)
     notes: list[str] = []
@@ -137,7 +146,7 @@ def fit_linear_probe(
                 f"head.max_iter (e.g. head.max_iter={max_iter * 4})"
             )
         linear = fold_into_linear(space.lift(fit.weight[0]), fit.bias[0], std).cpu()
-    return ProbeResult(
+    result = ProbeResult(
         linear=linear,
         l2=l2,
         cv_accuracy=float(np.mean(per_fold)) if per_fold else math.nan,
@@ -151,6 +160,26 @@ def fit_linear_probe(
         fold_of_image=fold_of_image,
         oof_probs=oof,
     )
+    _FITTED[key] = copy.deepcopy(result)
+    while len(_FITTED) > MEMO_SIZE:
+        _FITTED.popitem(last=False)
+    return result
+
+
+# Probes fitted in this process by a digest of everything that decides them: a study asks for the same one several times
+# (the frozen regime, the `pooled` stage probe and the linear-probe baseline fit one probe on one seed's images), and
+# the answer is a pure function of these inputs.
+_FITTED: OrderedDict[str, ProbeResult] = OrderedDict()
+MEMO_SIZE = 32
+
+
+def _memo_key(views: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, settings: list) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for t in (views, labels):
+        h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(tensor_bytes(t))
+    h.update(json.dumps([[str(g) for g in groups], settings], default=str).encode())
+    return h.hexdigest()
 
 
 @torch.no_grad()
