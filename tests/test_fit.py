@@ -13,7 +13,8 @@ from tests.synthetic import save_random_timm_weights, write_image_folder
 from transfer.studies.fit import run_fit
 
 
-def test_reduced_digits_study_transfers_above_chance(tmp_path):
+def test_reduced_digits_study_transfers_above_chance(tmp_path, caplog):
+    caplog.set_level("INFO")
     report = run_fit(
         fit_request(
             tmp_path,
@@ -54,6 +55,9 @@ def test_reduced_digits_study_transfers_above_chance(tmp_path):
     assert (tmp_path / "regimes.png").stat().st_size > 1000
     rows = (tmp_path / "summary.md").read_text().splitlines()
     assert len(rows) == 2 + 2 and rows[2].startswith(("| frozen", "| full")) and "(chosen)" in "".join(rows)
+    # a study prints one line per run: no per-run INFO lines from the source model's or the runs' training loops
+    chatty = ("transfer.training.fit", "transfer.data.device_batches", "transfer.features")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith(chatty) and r.levelname == "INFO"] == []
 
 
 @pytest.mark.parametrize("name,frozen", [("partial", 2), ("full", 0)])

@@ -22,6 +22,7 @@ from transfer.eval.metrics import classification_metrics
 from transfer.model.heads import create_head
 from transfer.model.model_dir import save_model_dir
 from transfer.studies.config import FitConfig
+from transfer.studies.study import quiet_per_run_logs
 from transfer.training.config import Regime
 from transfer.training.fit import RunOptions, fit_classifier
 
@@ -216,17 +217,18 @@ def _train_digits_source(req: FitRequest) -> tuple[Path, float]:
         head=replace(cfg.head, lr=src.lr),
         data=replace(cfg.data, batch_size=src.batch_size),
     )
-    fitted = fit_classifier(
-        backbone,
-        head,
-        req.presets["scratch"],
-        task.images.subset(train_idx),
-        task.images.subset(val_idx),
-        source_cfg,
-        None,
-        quiet=True,
-        run=RunOptions(validate_each_epoch=False),  # the held-out accuracy is read once, at the end
-    )
+    with quiet_per_run_logs(True):  # one line says what it made (`source model: ...`)
+        fitted = fit_classifier(
+            backbone,
+            head,
+            req.presets["scratch"],
+            task.images.subset(train_idx),
+            task.images.subset(val_idx),
+            source_cfg,
+            None,
+            quiet=True,
+            run=RunOptions(validate_each_epoch=False),  # the held-out accuracy is read once, at the end
+        )
     acc = classification_metrics(fitted.val_probs, task.images.labels[val_idx], task.images.classes)["accuracy"]
     path = save_model_dir(
         req.out_dir / "source_model",

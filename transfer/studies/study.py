@@ -290,7 +290,7 @@ def paired_comparison(result: StudyResult, labels: torch.Tensor, eval_name: str 
 @contextlib.contextmanager
 def quiet_per_run_logs(enabled: bool) -> Iterator[None]:
     """In a study each run prints one line; the per-run cache and training INFO lines would drown the table."""
-    names = ("transfer.features", "transfer.training.fit")
+    names = ("transfer.features", "transfer.training.fit", "transfer.data.device_batches")
     saved = {n: logging.getLogger(n).level for n in names}
     if enabled:
         for n in names:
