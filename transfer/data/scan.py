@@ -8,6 +8,7 @@ or samples.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -236,8 +237,11 @@ def _decoded(jobs: list[Path], workers: int, fn: Callable) -> Iterator[tuple]:
     if workers <= 1 or len(jobs) < 8:
         yield from map(fn, jobs)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         yield from pool.map(fn, jobs, chunksize=4)
+    finally:  # a strict stop closes this early: the files not yet decoded are dropped, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def layout(root: Path) -> list[tuple[str | None, Path]]:
@@ -295,19 +299,20 @@ def scan_image_folder(
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     samples: list[Sample] = []
     notes: Counter = Counter()
-    results = _decoded([p for p, _, _ in jobs], workers, lambda p: _decode_one(p, channels, draft_size, prepare))
-    for (path, label, split), (reason, digest, file_notes, prepared) in zip(jobs, results, strict=True):
-        if reason:
-            if strict:
-                raise UserError(
-                    f"{path}: {reason}. Remove or fix the file, or run without data.strict=true to skip it."
-                )
-            refused.append(Refused(str(path), reason))
-            continue
-        notes.update(file_notes)
-        if store is not None:
-            store(len(samples), prepared)
-        samples.append(Sample(str(path), label, split, digest))
+    decoded = _decoded([p for p, _, _ in jobs], workers, lambda p: _decode_one(p, channels, draft_size, prepare))
+    with contextlib.closing(decoded) as results:  # closed here, by this thread, also when strict mode stops early
+        for (path, label, split), (reason, digest, file_notes, prepared) in zip(jobs, results, strict=True):
+            if reason:
+                if strict:
+                    raise UserError(
+                        f"{path}: {reason}. Remove or fix the file, or run without data.strict=true to skip it."
+                    )
+                refused.append(Refused(str(path), reason))
+                continue
+            notes.update(file_notes)
+            if store is not None:
+                store(len(samples), prepared)
+            samples.append(Sample(str(path), label, split, digest))
     manifest = Manifest(str(root), class_names, samples, refused, dict(+ignored), dict(notes))
     _check_classes(manifest, root)
     _check_duplicates(manifest)
