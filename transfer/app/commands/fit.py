@@ -187,6 +187,7 @@ def auto_table(auto: dict):
     table = Table(
         title=f"regime=auto: evidence on the training images ({auto_scope(auto)})",
         caption=f"chosen: {auto['chosen']} - {auto['reason']}",
+        caption_justify="left",  # a reason wraps over lines: centred, each line drifted
     )
     for col in AUTO_COLUMNS:
         table.add_column(col)
