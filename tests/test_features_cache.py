@@ -233,3 +233,7 @@ def test_a_set_hashes_its_pixels_once_and_a_subset_takes_its_share(monkeypatch):
     assert whole.digests() == pixel_digests(whole.pixels) and whole.subset([5, 0]).digests() == [
         whole.digests()[5], whole.digests()[0]]  # fmt: skip
     assert calls == [6]  # the whole set, once
+    import pickle
+
+    alone = pickle.loads(pickle.dumps(whole.subset([2, 3])))  # a spawned worker's copy: not the whole set's pixels
+    assert alone._parent is None and alone.digests() == whole.digests()[2:4] and calls == [6, 2]

@@ -40,6 +40,11 @@ class LabelledImages:
                 self._digests = pixel_digests(self.pixels)
         return self._digests
 
+    def __getstate__(self) -> dict:
+        """Pickled (a DataLoader worker started by spawn, a deep copy) without the link to the whole set: it would
+        carry every pixel of the set along; the copy hashes its own images if it ever needs their digests."""
+        return {**self.__dict__, "_parent": None}
+
     def class_counts(self) -> dict[str, int]:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts, strict=True))

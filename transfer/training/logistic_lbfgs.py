@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -177,8 +178,7 @@ def _fit_logistic_scipy(
     """`fit_logistic` for a small CPU problem: the same objective and gradient on NumPy arrays, minimised by SciPy's
     L-BFGS-B (the solver behind scikit-learn's lbfgs) with the same stopping rules. On a 50-image probe an iteration
     of torch's LBFGS is ~100 small tensor ops (0.35 ms, nearly all dispatch); here it is ~25 us."""
-    import numpy as np
-    import scipy.optimize
+    import scipy.optimize  # on the first small problem only
 
     nb, _, r = z.shape
     c = onehot.shape[2]
